@@ -1,0 +1,14 @@
+"""rnnjax: pure-function RNN, LSTM and GRU cells and layers for JAX.
+
+Shape vocabulary (see ``rnnjax._shapes``): B batch, T time, I input, H hidden, G gates,
+P projection, D directions, L layers.
+"""
+
+from rnnjax import cells
+from rnnjax._layers import GRU, LSTM, RNN, Recurrent
+from rnnjax._unroll import unroll
+from rnnjax.cells import LSTMState
+
+__version__ = "0.1.0"
+
+__all__ = ["GRU", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "unroll"]

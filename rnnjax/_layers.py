@@ -1,0 +1,186 @@
+"""Multi-layer, optionally bidirectional recurrent layers with PyTorch's interface."""
+
+import abc
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import _layer_checks
+from rnnjax._unroll import unroll
+from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell
+from rnnjax.cells import _checks
+
+
+@dataclasses.dataclass(frozen=True)
+class Recurrent(abc.ABC):
+    """A stack of recurrent layers, as ``torch.nn.RNN/LSTM/GRU``; holds static configuration only.
+
+    The object is hashable and can be a static argument of ``jax.jit``. Parameters are a tuple of
+    ``num_layers * D`` cell parameter sets in PyTorch's order ``layer * D + direction``.
+
+    Attributes:
+      hidden_size: H.
+      num_layers: L, layers stacked on each other.
+      bidirectional: run a second, reversed direction per layer (D = 2) and concatenate.
+      dropout: dropout rate on the outputs of every layer but the last (only with ``dropout_key``).
+      bias: whether the cells have biases.
+      batch_first: inputs and outputs are ``[B, T, F]`` (True) or ``[T, B, F]`` (False). Unlike
+        PyTorch the default is True, the usual layout in JAX code.
+      input_init, recurrent_init: initialisers of the cells (see ``rnnjax.cells``).
+      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``.
+    """
+
+    hidden_size: int
+    num_layers: int = 1
+    _: dataclasses.KW_ONLY
+    bidirectional: bool = False
+    dropout: float = 0.0
+    bias: bool = True
+    batch_first: bool = True
+    input_init: object = "uniform"
+    recurrent_init: object = "uniform"
+    unroll: int = 1
+    remat: bool = False
+    hoist_inputs: bool = True
+
+    def __post_init__(self):
+        _checks.positive_int(self.num_layers, "num_layers")
+        _checks.positive_int(self.unroll, "unroll")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        self.cell  # builds the cell once, so that its own checks run at construction
+
+    @property
+    @abc.abstractmethod
+    def cell(self) -> Cell:
+        """The cell every layer and direction uses."""
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of the outputs: D * H (D * proj_size for a projected LSTM)."""
+        return self.num_directions * self.cell.output_size
+
+    def init(self, key, input_size: int) -> tuple:
+        """Returns parameters for inputs of ``input_size`` features (torch's ``input_size``)."""
+        _checks.positive_int(input_size, "input_size")
+        keys = jax.random.split(key, self.num_layers * self.num_directions)
+        sizes = [input_size] + [self.output_size] * (self.num_layers - 1)
+        return tuple(
+            self.cell.init(k, sizes[i // self.num_directions]) for i, k in enumerate(keys)
+        )
+
+    def initial_state(self, batch_size: int, dtype=jnp.float32):
+        """Zero state with leaves ``[num_layers * D, B, features]`` (torch's ``h_0``, ``c_0``)."""
+        one = self.cell.initial_state(dtype)
+        count = self.num_layers * self.num_directions
+        return jax.tree.map(lambda s: jnp.zeros((count, batch_size, *s.shape), s.dtype), one)
+
+    def __call__(self, params, x, lengths=None, initial_state=None, *, dropout_key=None):
+        """Runs the stack over a batch of sequences.
+
+        Args:
+          params: from ``init``.
+          x: ``[B, T, I]`` (``[T, B, I]`` when ``batch_first=False``), floating.
+          lengths: optional ``[B]`` integers in [0, T]; positions >= length are padding, as in a
+            PyTorch packed sequence.
+          initial_state: optional, laid out as the returned state; zeros when None.
+          dropout_key: PRNG key enabling dropout between layers; no dropout when None.
+
+        Returns:
+          ``(outputs, state)``: outputs ``[B, T, D*H]`` (or time-major), zero at padding; state
+          ``h_n`` ``[L*D, B, H]`` for RNN/GRU and ``LSTMState(h_n, c_n)`` for LSTM (unpacks as
+          ``(h_n, c_n)``), taken at each sequence's last valid step.
+        """
+        count = self.num_layers * self.num_directions
+        _layer_checks.check_params(params, count)
+        x = jnp.asarray(x)
+        _layer_checks.check_inputs(x, self.batch_first, params[0].w_ih.shape[0])
+        if not self.batch_first:
+            x = jnp.swapaxes(x, 0, 1)
+        batch_size, num_steps = x.shape[:2]
+        if lengths is not None:
+            lengths = _layer_checks.check_lengths(lengths, batch_size, num_steps)
+        expected = jax.eval_shape(lambda: self.initial_state(batch_size, x.dtype))
+        if initial_state is None:
+            initial_state = self.initial_state(batch_size, x.dtype)
+        else:
+            initial_state = _layer_checks.check_initial_state(initial_state, expected)
+
+        final_states = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                state0 = jax.tree.map(lambda s, i=index: s[i], initial_state)
+                out, state = self._run_direction(params[index], x, state0, lengths, direction)
+                outputs.append(out)
+                final_states.append(state)
+            x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+            if dropout_key is not None and self.dropout > 0 and layer < self.num_layers - 1:
+                x = _dropout(jax.random.fold_in(dropout_key, layer), self.dropout, x)
+
+        state = jax.tree.map(lambda *s: jnp.stack(s), *final_states)
+        if not self.batch_first:
+            x = jnp.swapaxes(x, 0, 1)
+        return x, state
+
+    def _run_direction(self, params, x, state0, lengths, direction):
+        def run(xs, s0, length):
+            return unroll(
+                self.cell, params, xs, s0, length=length, reverse=direction == 1,
+                unroll=self.unroll, remat=self.remat, hoist_inputs=self.hoist_inputs,
+            )
+
+        in_axes = (0, 0, None if lengths is None else 0)
+        return jax.vmap(run, in_axes=in_axes)(x, state0, lengths)
+
+
+def _dropout(key, rate: float, x):
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RNN(Recurrent):
+    """Elman RNN stack, as ``torch.nn.RNN``; ``nonlinearity`` is ``"tanh"`` or ``"relu"``."""
+
+    nonlinearity: str = "tanh"
+
+    @property
+    def cell(self) -> ElmanCell:
+        return ElmanCell(
+            self.hidden_size, self.nonlinearity, self.bias, self.input_init, self.recurrent_init
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LSTM(Recurrent):
+    """LSTM stack, as ``torch.nn.LSTM``; ``proj_size`` > 0 gives LSTMP (h_n has P features)."""
+
+    proj_size: int = 0
+    forget_bias: float | None = None
+
+    @property
+    def cell(self) -> LSTMCell:
+        return LSTMCell(
+            self.hidden_size, self.bias, self.proj_size, self.forget_bias,
+            self.input_init, self.recurrent_init,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GRU(Recurrent):
+    """GRU stack, as ``torch.nn.GRU``; ``reset_after=False`` gives the Cho et al. (2014) form."""
+
+    reset_after: bool = True
+
+    @property
+    def cell(self) -> GRUCell:
+        return GRUCell(
+            self.hidden_size, self.bias, self.reset_after, self.input_init, self.recurrent_init
+        )

@@ -1,0 +1,132 @@
+"""The cell protocol: what a recurrent cell is in rnnjax, and the parameters of the built-in cells.
+
+A cell is a frozen (hashable) dataclass of static configuration whose methods are pure functions of ONE
+example. Batches go through ``jax.vmap``, time through ``jax.lax.scan`` (``rnnjax.unroll`` does both
+the scan and padding), layers by composition (``rnnjax.LSTM`` and friends). A new cell implements four
+methods and inherits ``step``; everything built on cells (unroll, layers, models, training) then
+works for it::
+
+    cell = rnnjax.cells.LSTMCell(hidden_size=H)
+    params = cell.init(key, input_size=I)
+    state = cell.initial_state()
+    def body(state, x):                      # x: [I]
+        return cell.step(params, state, x)   # -> (state, output [H])
+    state, outputs = jax.lax.scan(body, state, xs)   # xs: [T, I], outputs: [T, H]
+"""
+
+import abc
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax._shapes import Array, Float, PRNGKeyArray
+from rnnjax.cells import _initializers
+
+
+class CellParams(NamedTuple):
+    """Parameters of the built-in cells, in JAX's ``x @ W`` layout (PyTorch stores ``W.T``).
+
+    Gates are laid out along the last axis in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n).
+
+    Attributes:
+      w_ih: ``[I, G*H]`` input-to-hidden weights.
+      w_hh: ``[P, G*H]`` hidden-to-hidden weights (P = H without projection).
+      b_ih: ``[G*H]`` or None when ``bias=False``.
+      b_hh: ``[G*H]`` or None when ``bias=False``.
+      w_hr: ``[H, P]`` LSTM projection, or None.
+    """
+
+    w_ih: Float[Array, "I GH"]
+    w_hh: Float[Array, "P GH"]
+    b_ih: Float[Array, "GH"] | None = None
+    b_hh: Float[Array, "GH"] | None = None
+    w_hr: Float[Array, "H P"] | None = None
+
+
+State = Any  # a pytree of arrays without batch axes, e.g. [H] or LSTMState([P], [H])
+
+
+class Cell(abc.ABC):
+    """Protocol of a recurrent cell; subclasses are frozen dataclasses with a ``hidden_size`` field.
+
+    The work of one time step is split in two so that layers can move the input half out of the
+    sequential loop: ``project_inputs`` holds everything that depends on the input only, and may
+    be applied to one step ``[I]`` or to a whole sequence ``[T, I]`` in one matmul;
+    ``recurrent_step`` holds everything that depends on the previous state.
+    """
+
+    hidden_size: int
+
+    @property
+    def output_size(self) -> int:
+        """Features of the output of one step (and of the ``hidden`` part of the state)."""
+        return self.hidden_size
+
+    @abc.abstractmethod
+    def init(self, key: PRNGKeyArray, input_size: int) -> Any:
+        """Returns the parameter pytree for inputs of ``input_size`` features."""
+
+    @abc.abstractmethod
+    def initial_state(self, dtype=jnp.float32) -> State:
+        """Returns the zero state of one example."""
+
+    @abc.abstractmethod
+    def project_inputs(self, params, x: Float[Array, "*T I"]) -> Float[Array, "*T GH"]:
+        """The input-only part of a step: ``[I] -> [G*H]`` or ``[T, I] -> [T, G*H]``."""
+
+    @abc.abstractmethod
+    def recurrent_step(self, params, state: State, projected: Float[Array, "GH"]):
+        """One step from a projected input: returns ``(new_state, output [output_size])``."""
+
+    def step(self, params, state: State, x: Float[Array, "I"]):
+        """One step from a raw input ``[I]``, for streaming: returns ``(new_state, output)``."""
+        return self.recurrent_step(params, state, self.project_inputs(params, x))
+
+
+def init_cell_params(
+    key: PRNGKeyArray,
+    input_size: int,
+    hidden_size: int,
+    num_gates: int,
+    *,
+    bias: bool,
+    input_init,
+    recurrent_init,
+    recurrent_rows: int | None = None,
+    dtype=jnp.float32,
+) -> CellParams:
+    """Initialises ``CellParams`` (without projection) for a gated cell.
+
+    Args:
+      key: PRNG key.
+      input_size: I.
+      hidden_size: H.
+      num_gates: G.
+      bias: whether to create ``b_ih`` and ``b_hh``.
+      input_init: initialiser name or callable for the ``[I, H]`` gate blocks of ``w_ih``.
+      recurrent_init: initialiser name or callable for the ``[P, H]`` gate blocks of ``w_hh``.
+      recurrent_rows: P, the size of the recurrent input (defaults to H).
+      dtype: parameter dtype.
+
+    Returns:
+      ``CellParams`` with ``w_hr=None``.
+    """
+    input_fn = _initializers.resolve(input_init, hidden_size, "input_init")
+    recurrent_fn = _initializers.resolve(recurrent_init, hidden_size, "recurrent_init")
+    bias_fn = _initializers.torch_uniform(hidden_size)
+    k_ih, k_hh, k_bih, k_bhh = jax.random.split(key, 4)
+    rows = hidden_size if recurrent_rows is None else recurrent_rows
+    blocks = _initializers.gate_blocks
+    w_ih = blocks(input_fn, k_ih, input_size, hidden_size, num_gates, dtype)
+    w_hh = blocks(recurrent_fn, k_hh, rows, hidden_size, num_gates, dtype)
+    if not bias:
+        return CellParams(w_ih, w_hh)
+    gh = num_gates * hidden_size
+    return CellParams(w_ih, w_hh, bias_fn(k_bih, (gh,), dtype), bias_fn(k_bhh, (gh,), dtype))
+
+
+def affine(x: Float[Array, "*T I"], w: Float[Array, "I N"], b: Float[Array, "N"] | None):
+    """``x @ w + b`` for one step or a whole sequence; ``b`` may be None."""
+    y = x @ w
+    return y if b is None else y + b

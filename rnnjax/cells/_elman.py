@@ -1,0 +1,54 @@
+"""Elman RNN cell: h' = act(x W_ih + b_ih + h W_hh + b_hh), as torch.nn.RNNCell."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax.cells import _checks
+from rnnjax.cells._base import Cell, CellParams, affine, init_cell_params
+
+NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmanCell(Cell):
+    """Elman (vanilla) RNN cell for one example.
+
+    Attributes:
+      hidden_size: H.
+      nonlinearity: ``"tanh"`` or ``"relu"``.
+      bias: whether the cell has ``b_ih`` and ``b_hh``.
+      input_init: initialiser of ``w_ih`` (``"uniform"`` as PyTorch, ``"glorot_uniform"``, or a
+        callable).
+      recurrent_init: initialiser of ``w_hh`` (``"uniform"``, ``"orthogonal"`` or a callable).
+
+    State and output are both ``h: [H]``.
+    """
+
+    hidden_size: int
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    input_init: object = "uniform"
+    recurrent_init: object = "uniform"
+
+    def __post_init__(self):
+        _checks.positive_int(self.hidden_size, "hidden_size")
+        _checks.one_of(self.nonlinearity, NONLINEARITIES, "nonlinearity")
+
+    def init(self, key, input_size: int) -> CellParams:
+        return init_cell_params(
+            key, input_size, self.hidden_size, 1, bias=self.bias,
+            input_init=self.input_init, recurrent_init=self.recurrent_init,
+        )
+
+    def initial_state(self, dtype=jnp.float32):
+        return jnp.zeros((self.hidden_size,), dtype)
+
+    def project_inputs(self, params: CellParams, x):
+        bias = None if params.b_ih is None else params.b_ih + params.b_hh
+        return affine(x, params.w_ih, bias)
+
+    def recurrent_step(self, params: CellParams, state, projected):
+        h = NONLINEARITIES[self.nonlinearity](projected + state @ params.w_hh)
+        return h, h
