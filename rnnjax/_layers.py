@@ -8,8 +8,7 @@ import jax.numpy as jnp
 
 from rnnjax import _layer_checks
 from rnnjax._unroll import unroll
-from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell
-from rnnjax.cells import _checks
+from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Recurrent(abc.ABC):
         _checks.positive_int(self.unroll, "unroll")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        self.cell  # builds the cell once, so that its own checks run at construction
+        _ = self.cell  # builds the cell once, so that its own checks run at construction
 
     @property
     @abc.abstractmethod
@@ -70,9 +69,7 @@ class Recurrent(abc.ABC):
         _checks.positive_int(input_size, "input_size")
         keys = jax.random.split(key, self.num_layers * self.num_directions)
         sizes = [input_size] + [self.output_size] * (self.num_layers - 1)
-        return tuple(
-            self.cell.init(k, sizes[i // self.num_directions]) for i, k in enumerate(keys)
-        )
+        return tuple(self.cell.init(k, sizes[i // self.num_directions]) for i, k in enumerate(keys))
 
     def initial_state(self, batch_size: int, dtype=jnp.float32):
         """Zero state with leaves ``[num_layers * D, B, features]`` (torch's ``h_0``, ``c_0``)."""
@@ -132,8 +129,15 @@ class Recurrent(abc.ABC):
     def _run_direction(self, params, x, state0, lengths, direction):
         def run(xs, s0, length):
             return unroll(
-                self.cell, params, xs, s0, length=length, reverse=direction == 1,
-                unroll=self.unroll, remat=self.remat, hoist_inputs=self.hoist_inputs,
+                self.cell,
+                params,
+                xs,
+                s0,
+                length=length,
+                reverse=direction == 1,
+                unroll=self.unroll,
+                remat=self.remat,
+                hoist_inputs=self.hoist_inputs,
             )
 
         in_axes = (0, 0, None if lengths is None else 0)
@@ -168,8 +172,12 @@ class LSTM(Recurrent):
     @property
     def cell(self) -> LSTMCell:
         return LSTMCell(
-            self.hidden_size, self.bias, self.proj_size, self.forget_bias,
-            self.input_init, self.recurrent_init,
+            self.hidden_size,
+            self.bias,
+            self.proj_size,
+            self.forget_bias,
+            self.input_init,
+            self.recurrent_init,
         )
 
 

@@ -1,10 +1,10 @@
 """The cell protocol: what a recurrent cell is in rnnjax, and the parameters of the built-in cells.
 
-A cell is a frozen (hashable) dataclass of static configuration whose methods are pure functions of ONE
-example. Batches go through ``jax.vmap``, time through ``jax.lax.scan`` (``rnnjax.unroll`` does both
-the scan and padding), layers by composition (``rnnjax.LSTM`` and friends). A new cell implements four
-methods and inherits ``step``; everything built on cells (unroll, layers, models, training) then
-works for it::
+A cell is a frozen (hashable) dataclass of static configuration whose methods are pure functions of
+ONE example. Batches go through ``jax.vmap``, time through ``jax.lax.scan`` (``rnnjax.unroll`` does
+the scan and the padding), layers by composition (``rnnjax.LSTM`` and friends). A new cell
+implements four methods and inherits ``step``; everything built on cells (unroll, layers, models,
+training) then works for it::
 
     cell = rnnjax.cells.LSTMCell(hidden_size=H)
     params = cell.init(key, input_size=I)
@@ -39,8 +39,8 @@ class CellParams(NamedTuple):
 
     w_ih: Float[Array, "I GH"]
     w_hh: Float[Array, "P GH"]
-    b_ih: Float[Array, "GH"] | None = None
-    b_hh: Float[Array, "GH"] | None = None
+    b_ih: Float[Array, " GH"] | None = None
+    b_hh: Float[Array, " GH"] | None = None
     w_hr: Float[Array, "H P"] | None = None
 
 
@@ -76,10 +76,10 @@ class Cell(abc.ABC):
         """The input-only part of a step: ``[I] -> [G*H]`` or ``[T, I] -> [T, G*H]``."""
 
     @abc.abstractmethod
-    def recurrent_step(self, params, state: State, projected: Float[Array, "GH"]):
+    def recurrent_step(self, params, state: State, projected: Float[Array, " GH"]):
         """One step from a projected input: returns ``(new_state, output [output_size])``."""
 
-    def step(self, params, state: State, x: Float[Array, "I"]):
+    def step(self, params, state: State, x: Float[Array, " I"]):
         """One step from a raw input ``[I]``, for streaming: returns ``(new_state, output)``."""
         return self.recurrent_step(params, state, self.project_inputs(params, x))
 
@@ -126,7 +126,8 @@ def init_cell_params(
     return CellParams(w_ih, w_hh, bias_fn(k_bih, (gh,), dtype), bias_fn(k_bhh, (gh,), dtype))
 
 
-def affine(x: Float[Array, "*T I"], w: Float[Array, "I N"], b: Float[Array, "N"] | None):
+def affine(x: Float[Array, "*T I"], w: Float[Array, "I N"], b: Float[Array, " N"] | None):
     """``x @ w + b`` for one step or a whole sequence; ``b`` may be None."""
     y = x @ w
-    return y if b is None else y + b
+    # Explicit leading axes: rnnjax runs with jax_numpy_rank_promotion="raise" in its tests.
+    return y if b is None else y + jnp.reshape(b, (1,) * (y.ndim - 1) + b.shape)

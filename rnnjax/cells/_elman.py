@@ -38,8 +38,13 @@ class ElmanCell(Cell):
 
     def init(self, key, input_size: int) -> CellParams:
         return init_cell_params(
-            key, input_size, self.hidden_size, 1, bias=self.bias,
-            input_init=self.input_init, recurrent_init=self.recurrent_init,
+            key,
+            input_size,
+            self.hidden_size,
+            1,
+            bias=self.bias,
+            input_init=self.input_init,
+            recurrent_init=self.recurrent_init,
         )
 
     def initial_state(self, dtype=jnp.float32):

@@ -1,4 +1,4 @@
-"""GRU cell in PyTorch/cuDNN form (reset after the matmul) or the original form of Cho et al. 2014."""
+"""GRU cell in PyTorch/cuDNN form (reset after the matmul) or in the form of Cho et al. (2014)."""
 
 import dataclasses
 
@@ -40,8 +40,13 @@ class GRUCell(Cell):
 
     def init(self, key, input_size: int) -> CellParams:
         return init_cell_params(
-            key, input_size, self.hidden_size, 3, bias=self.bias,
-            input_init=self.input_init, recurrent_init=self.recurrent_init,
+            key,
+            input_size,
+            self.hidden_size,
+            3,
+            bias=self.bias,
+            input_init=self.input_init,
+            recurrent_init=self.recurrent_init,
         )
 
     def initial_state(self, dtype=jnp.float32):
@@ -50,10 +55,12 @@ class GRUCell(Cell):
     def project_inputs(self, params: CellParams, x):
         if params.b_ih is None:
             return affine(x, params.w_ih, None)
-        # b_hn sits inside r * (...) in the reset-after form, so it cannot be folded in there.
-        keep = 3 if not self.reset_after else 2
-        b_hh = params.b_hh.at[keep * self.hidden_size :].set(0.0)
-        return affine(x, params.w_ih, params.b_ih + b_hh)
+        if not self.reset_after:
+            return affine(x, params.w_ih, params.b_ih + params.b_hh)
+        # b_hn sits inside r * (...) in the reset-after form, so only b_hr and b_hz fold in here.
+        h2 = 2 * self.hidden_size
+        b_rz = params.b_ih[:h2] + params.b_hh[:h2]
+        return affine(x, params.w_ih, jnp.concatenate([b_rz, params.b_ih[h2:]]))
 
     def recurrent_step(self, params: CellParams, state, projected):
         h2 = 2 * self.hidden_size

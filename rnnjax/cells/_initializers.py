@@ -1,9 +1,9 @@
 """Weight initialisers for the gate matrices of recurrent cells.
 
-PyTorch initialises every weight and bias of nn.RNN/LSTM/GRU from U(-1/sqrt(H), 1/sqrt(H)); that is the
-default here so that a freshly initialised rnnjax layer is distributed like a torch one. Orthogonal
-recurrent weights and Glorot input weights are the common alternatives; each gate's block is
-initialised on its own so that every gate gets an orthogonal (or Glorot-scaled) matrix.
+PyTorch initialises every weight and bias of nn.RNN/LSTM/GRU from U(-1/sqrt(H), 1/sqrt(H)); that is
+the default here so that a freshly initialised rnnjax layer is distributed like a torch one.
+Orthogonal recurrent weights and Glorot input weights are the common alternatives; each gate's
+block is initialised on its own so that every gate gets an orthogonal (or Glorot-scaled) matrix.
 """
 
 from collections.abc import Callable

@@ -61,8 +61,14 @@ class LSTMCell(Cell):
         k_cell, k_proj = jax.random.split(key)
         h = self.hidden_size
         params = init_cell_params(
-            k_cell, input_size, h, 4, bias=self.bias, recurrent_rows=self.output_size,
-            input_init=self.input_init, recurrent_init=self.recurrent_init,
+            k_cell,
+            input_size,
+            h,
+            4,
+            bias=self.bias,
+            recurrent_rows=self.output_size,
+            input_init=self.input_init,
+            recurrent_init=self.recurrent_init,
         )
         if self.forget_bias is not None:
             params = params._replace(
