@@ -4,11 +4,11 @@ Shape vocabulary (see ``rnnjax._shapes``): B batch, T time, I input, H hidden, G
 P projection, D directions, L layers.
 """
 
-from rnnjax import cells
+from rnnjax import cells, interop
 from rnnjax._layers import GRU, LSTM, RNN, Recurrent
 from rnnjax._unroll import unroll
 from rnnjax.cells import LSTMState
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "unroll"]
+__all__ = ["GRU", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "interop", "unroll"]
