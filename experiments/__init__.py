@@ -1,0 +1,1 @@
+"""Experiments: one absl trainer (``experiments.train``), configs in ``experiments/configs``."""

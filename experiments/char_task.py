@@ -1,0 +1,116 @@
+"""The character-LM task: corpus from the config, batches, loss, evaluation step and samples."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnnjax import data, training
+from rnnjax.models import CharLM
+
+
+def load_corpus(config, workdir: str) -> data.CharCorpus:
+    """Reads the configured text; the vocabulary is saved in the workdir and reused on resume."""
+    if config.data.path:
+        text = data.read_text(config.data.path)
+    elif config.data.text:
+        text = config.data.text
+    else:
+        text = data.stdlib_text(config.data.max_chars)
+    vocab_file = os.path.join(workdir, "vocab.json")
+    vocab = None
+    if os.path.exists(vocab_file):
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = json.load(f)["vocab"]
+    corpus = data.load_corpus(
+        text, config.data.val_fraction, min_chars=config.seq_len + 1, vocab=vocab
+    )
+    needed = config.batch_size * config.seq_len + config.seq_len + 1
+    if config.data.tbptt and len(corpus.train) < needed:
+        raise data.CorpusError(
+            f"the training split has {len(corpus.train)} characters, fewer than the {needed} that "
+            f"{config.batch_size} streams of windows of {config.seq_len} need with data.tbptt; "
+            "lower batch_size or seq_len, or set --config.data.tbptt=false"
+        )
+    if vocab is None:
+        _write_atomically(vocab_file, json.dumps({"vocab": corpus.vocab}))
+    return corpus
+
+
+def _write_atomically(path: str, content: str) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(content)
+    os.replace(path + ".tmp", path)
+
+
+def build_model(config, vocab_size: int) -> CharLM:
+    m = config.model
+    return CharLM(
+        vocab_size, m.cell, m.hidden_size, m.num_layers, m.embed_size, m.dropout, m.unroll
+    )
+
+
+def train_batch(config, tokens: np.ndarray, step: int) -> dict:
+    """The batch of ``step``: a pure function of (seed, step)."""
+    args = (tokens, config.seed, step, config.batch_size, config.seq_len)
+    if config.data.tbptt:
+        inputs, targets, reset = data.stream_windows(*args)
+    else:
+        (inputs, targets), reset = data.random_windows(*args), True
+    return {"inputs": inputs, "targets": targets, "reset": np.bool_(reset)}
+
+
+def make_loss_fn(model: CharLM, tbptt: bool):
+    """Mean next-character cross-entropy (nats); the carry is the model state when ``tbptt``."""
+
+    def loss_fn(params, carry, batch, key):
+        state = None
+        if tbptt:
+            state = jax.tree.map(lambda c: jnp.where(batch["reset"], 0.0, c), carry)
+        logits, state = model.apply(params, batch["inputs"], state, dropout_key=key)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+        loss = jnp.mean(nll)
+        accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32))
+        aux = {"accuracy": accuracy, "bits_per_char": loss / jnp.log(2.0)}
+        return loss, (state if tbptt else (), aux)
+
+    return loss_fn
+
+
+def make_eval_step(model: CharLM, tbptt: bool):
+    """Jitted ``eval_step(params, carry, batch) -> (carry, masked sums)``, without dropout."""
+
+    def eval_step(params, carry, batch):
+        inputs, targets, mask = batch
+        logits, state = model.apply(params, inputs, carry if tbptt else None)
+        return (state if tbptt else ()), training.masked_sums(logits, targets, mask)
+
+    return jax.jit(eval_step)
+
+
+def evaluate(config, model: CharLM, eval_step, params, tokens: np.ndarray, max_tokens: int):
+    """Loss per character over ``tokens`` (its first ``max_tokens`` when > 0)."""
+    if max_tokens:
+        tokens = tokens[: max_tokens + 1]
+    batches = data.eval_windows(tokens, config.eval_batch_size, config.seq_len)
+    carry = model.initial_state(config.eval_batch_size) if config.data.tbptt else ()
+    metrics = training.evaluate(eval_step, params, batches, carry)
+    metrics["bits_per_char"] = metrics.pop("bits_per_token")
+    return metrics
+
+
+def make_sampler(model: CharLM, corpus: data.CharCorpus, config):
+    """``sample(params, step) -> str``: text streamed with the cells' step API from a newline."""
+    first = "\n" if "\n" in corpus.vocab else corpus.decode(corpus.train[:1])
+    prompt = jnp.asarray(corpus.encode(first))
+    run = jax.jit(model.sample, static_argnums=3)
+
+    def sample(params, step: int) -> str:
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), step)
+        tokens = run(params, key, prompt, config.sample_length, config.sample_temperature)
+        return first + corpus.decode(jax.device_get(tokens))
+
+    return sample

@@ -1,0 +1,15 @@
+"""Character corpora and batches that are pure functions of (seed, step)."""
+
+from rnnjax.data._batches import eval_windows, random_windows, stream_windows
+from rnnjax.data._text import CharCorpus, CorpusError, load_corpus, read_text, stdlib_text
+
+__all__ = [
+    "CharCorpus",
+    "CorpusError",
+    "eval_windows",
+    "load_corpus",
+    "random_windows",
+    "read_text",
+    "stdlib_text",
+    "stream_windows",
+]
