@@ -146,7 +146,9 @@ class TestInitialisation:
             np.testing.assert_allclose(block.T @ block, np.eye(8), atol=1e-5)
 
     def test_glorot_input_and_callable(self):
-        cell = cells.ElmanCell(8, input_init="glorot_uniform", recurrent_init=jax.nn.initializers.zeros)
+        cell = cells.ElmanCell(
+            8, input_init="glorot_uniform", recurrent_init=jax.nn.initializers.zeros
+        )
         params = cell.init(jax.random.key(0), 4)
         assert np.abs(params.w_ih).max() <= np.sqrt(6 / (4 + 8))
         np.testing.assert_array_equal(params.w_hh, 0.0)
