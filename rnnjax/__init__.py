@@ -5,10 +5,11 @@ P projection, D directions, L layers.
 """
 
 from rnnjax import cells, interop
+from rnnjax._backends import Backend
 from rnnjax._layers import GRU, LSTM, RNN, Recurrent
 from rnnjax._unroll import unroll
 from rnnjax.cells import LSTMState
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "interop", "unroll"]
+__all__ = ["GRU", "Backend", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "interop", "unroll"]

@@ -6,8 +6,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _layer_checks
-from rnnjax._unroll import unroll
+from rnnjax import _cudnn, _layer_checks
+from rnnjax._backends import Backend, resolve_layer
+from rnnjax._unroll import scan_time_major
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
 
 
@@ -27,7 +28,18 @@ class Recurrent(abc.ABC):
       batch_first: inputs and outputs are ``[B, T, F]`` (True) or ``[T, B, F]`` (False). Unlike
         PyTorch the default is True, the usual layout in JAX code.
       input_init, recurrent_init: initialisers of the cells (see ``rnnjax.cells``).
-      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``.
+      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``. Unlike there, ``hoist_inputs``
+        defaults to False: on XLA:CPU the input matmul inside the step costs less than one
+        ``[T*B, I] @ [I, G*H]`` matmul and the round trip of its result through memory
+        (``benchmarks/RESULTS.md``).
+      backend: ``"auto"`` (default), ``"scan"``, ``"fused"`` or ``"cudnn"``; see
+        ``rnnjax.Backend``. FUSED computes the weight gradients as large matmuls after the loop
+        (LSTM without projection, reset-after GRU, RNN); CUDNN runs each LSTM layer as cuDNN's
+        kernel (GPU, float32, no projection, no remat). AUTO picks the measured fastest: the plain
+        scan on CPU; on a GPU cuDNN for LSTM, else the fused backward pass.
+
+    Internally every layer scans the time-major ``[T, B, F]`` layout; ``batch_first`` inputs are
+    transposed once on the way in and once on the way out.
     """
 
     hidden_size: int
@@ -41,7 +53,8 @@ class Recurrent(abc.ABC):
     recurrent_init: object = "uniform"
     unroll: int = 1
     remat: bool = False
-    hoist_inputs: bool = True
+    hoist_inputs: bool = False
+    backend: Backend | str = "auto"
 
     def __post_init__(self):
         _checks.positive_int(self.num_layers, "num_layers")
@@ -49,6 +62,8 @@ class Recurrent(abc.ABC):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _ = self.cell  # builds the cell once, so that its own checks run at construction
+        # Structural checks only; the platform and dtype are known at call time.
+        resolve_layer(self.backend, self.cell, remat=self.remat, platform="gpu")
 
     @property
     @abc.abstractmethod
@@ -97,9 +112,9 @@ class Recurrent(abc.ABC):
         _layer_checks.check_params(params, count)
         x = jnp.asarray(x)
         _layer_checks.check_inputs(x, self.batch_first, params[0].w_ih.shape[0])
-        if not self.batch_first:
-            x = jnp.swapaxes(x, 0, 1)
-        batch_size, num_steps = x.shape[:2]
+        if self.batch_first:
+            x = jnp.swapaxes(x, 0, 1)  # time-major inside: the scan slices contiguous [B, F]
+        num_steps, batch_size = x.shape[:2]
         if lengths is not None:
             lengths = _layer_checks.check_lengths(lengths, batch_size, num_steps)
         expected = jax.eval_shape(lambda: self.initial_state(batch_size, x.dtype))
@@ -108,44 +123,53 @@ class Recurrent(abc.ABC):
         else:
             initial_state = _layer_checks.check_initial_state(initial_state, expected)
 
+        backend = resolve_layer(self.backend, self.cell, remat=self.remat, dtype=x.dtype)
         final_states = []
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
-                state0 = jax.tree.map(lambda s, i=index: s[i], initial_state)
-                out, state = self._run_direction(params[index], x, state0, lengths, direction)
-                outputs.append(out)
-                final_states.append(state)
-            x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+            first = layer * self.num_directions
+            if backend is Backend.CUDNN:
+                state0 = jax.tree.map(
+                    lambda s, i=first: s[i : i + self.num_directions], initial_state
+                )
+                layer_params = params[first : first + self.num_directions]
+                x, states = _cudnn.lstm_layer(layer_params, x, state0, lengths)
+                final_states.extend(states)
+            else:
+                outputs = []
+                for direction in range(self.num_directions):
+                    state0 = jax.tree.map(lambda s, i=first + direction: s[i], initial_state)
+                    out, state = self._run_direction(
+                        params[first + direction], x, state0, lengths, direction, backend
+                    )
+                    outputs.append(out)
+                    final_states.append(state)
+                x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
             if dropout_key is not None and self.dropout > 0 and layer < self.num_layers - 1:
                 x = _dropout(jax.random.fold_in(dropout_key, layer), self.dropout, x)
 
         state = jax.tree.map(lambda *s: jnp.stack(s), *final_states)
-        if not self.batch_first:
+        if self.batch_first:
             x = jnp.swapaxes(x, 0, 1)
         return x, state
 
-    def _run_direction(self, params, x, state0, lengths, direction):
-        def run(xs, s0, length):
-            return unroll(
-                self.cell,
-                params,
-                xs,
-                s0,
-                length=length,
-                reverse=direction == 1,
-                unroll=self.unroll,
-                remat=self.remat,
-                hoist_inputs=self.hoist_inputs,
-            )
-
-        in_axes = (0, 0, None if lengths is None else 0)
-        return jax.vmap(run, in_axes=in_axes)(x, state0, lengths)
+    def _run_direction(self, params, x, state0, lengths, direction, backend):
+        return scan_time_major(
+            self.cell,
+            params,
+            x,
+            state0,
+            lengths,
+            reverse=direction == 1,
+            unroll=self.unroll,
+            remat=self.remat,
+            hoist_inputs=self.hoist_inputs,
+            backend=backend,
+        )
 
 
 def _dropout(key, rate: float, x):
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    """Dropout on time-major ``x: [T, B, F]``, with the mask drawn batch-major as before."""
+    keep = jnp.swapaxes(jax.random.bernoulli(key, 1.0 - rate, jnp.swapaxes(x, 0, 1).shape), 0, 1)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 

@@ -1,8 +1,16 @@
-"""Rolling a cell over the time axis of ONE sequence with ``jax.lax.scan``."""
+"""Rolling a cell over time with ``jax.lax.scan``: one sequence (``unroll``) or a time-major batch.
+
+``unroll`` is the user-facing function of ONE sequence, batched with ``jax.vmap``. Layers call
+``scan_time_major`` instead, which scans ``[T, B, ...]`` directly (no transposes inside the loop)
+and can use the fused backend, whose weight gradients are large matmuls over all T*B rows.
+"""
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Bool
 
+from rnnjax._backends import Backend, resolve
+from rnnjax._fused_vjp import fused_recurrence
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
 
@@ -18,6 +26,7 @@ def unroll(
     unroll: int = 1,
     remat: bool = False,
     hoist_inputs: bool = True,
+    backend: Backend | str = "scan",
 ):
     """Runs ``cell`` over a sequence ``xs: [T, I]``; batch it with ``jax.vmap``.
 
@@ -40,6 +49,10 @@ def unroll(
         intermediates: less memory on long sequences for about one more forward pass.
       hoist_inputs: compute the input projection for all steps in one matmul before the scan
         (True) or inside each step (False).
+      backend: ``"scan"`` (default), ``"fused"`` (hand-written backward pass, see
+        ``rnnjax._fused_vjp``; fusable cells) or ``"auto"``. Under
+        ``jax.vmap`` the fused backward computes one weight gradient per example before summing
+        them, so batches are faster through the layers (``rnnjax.LSTM``...), which use it batched.
 
     Returns:
       ``(outputs [T, O], final_state)``; outputs are zero at padded positions and ``final_state``
@@ -54,6 +67,21 @@ def unroll(
         raise ValueError(f"xs must have a floating dtype, got {xs.dtype}")
     if initial_state is None:
         initial_state = cell.initial_state(xs.dtype)
+    if resolve(backend, cell) is Backend.FUSED:
+        lengths = None if length is None else jnp.reshape(jnp.asarray(length), (1,))
+        outputs, final_state = scan_time_major(
+            cell,
+            params,
+            xs[:, None],
+            jax.tree.map(lambda s: s[None], initial_state),
+            lengths,
+            reverse=reverse,
+            unroll=unroll,
+            remat=remat,
+            hoist_inputs=hoist_inputs,
+            backend=Backend.FUSED,
+        )
+        return outputs[:, 0], jax.tree.map(lambda s: s[0], final_state)
 
     if hoist_inputs:
         inputs = cell.project_inputs(params, xs)
@@ -87,3 +115,76 @@ def unroll(
         masked_step, initial_state, (inputs, steps), reverse=reverse, unroll=unroll
     )
     return outputs, final_state
+
+
+def scan_time_major(
+    cell: Cell,
+    params,
+    xs: Float[Array, "T B I"],
+    initial_state,
+    lengths: Int[Array, " B"] | None = None,
+    *,
+    reverse: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    hoist_inputs: bool = True,
+    backend: Backend | str = Backend.AUTO,
+):
+    """Runs ``cell`` over a time-major batch; the values of ``vmap(unroll)`` over the batch axis.
+
+    Args:
+      cell, params: as ``unroll``.
+      xs: ``[T, B, I]`` inputs.
+      initial_state: the state with a leading batch axis (leaves ``[B, ...]``).
+      lengths: optional ``[B]`` valid steps per example.
+      reverse, unroll, remat, hoist_inputs: as ``unroll``. With the fused backend ``remat``
+        recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
+        it; the states are kept either way.
+      backend: a ``Backend`` or its value; AUTO resolves with ``rnnjax._backends.resolve``.
+
+    Returns:
+      ``(outputs [T, B, O], final_state)`` with leaves ``[B, ...]``.
+    """
+    backend = resolve(backend, cell)
+    valid = None
+    if lengths is not None:
+        valid = _valid_steps(xs.shape[0], lengths)
+    if backend is Backend.FUSED:
+        return fused_recurrence(
+            cell,
+            params,
+            cell.project_inputs(params, xs) if hoist_inputs else xs,
+            initial_state,
+            valid,
+            reverse=reverse,
+            unroll=unroll,
+            save_hw=not remat,
+            hoisted=hoist_inputs,
+        )
+
+    if hoist_inputs:
+        inputs = cell.project_inputs(params, xs)
+        one_step = jax.vmap(lambda s, x: cell.recurrent_step(params, s, x))
+    else:
+        inputs = xs
+        one_step = jax.vmap(lambda s, x: cell.step(params, s, x))
+    if remat:
+        one_step = jax.checkpoint(one_step)
+
+    def step(state, x_and_valid):
+        x, v = x_and_valid
+        new_state, output = one_step(state, x)
+        if v is None:
+            return new_state, output
+        keep = jax.vmap(lambda v, new, old: jax.tree.map(lambda a, b: jnp.where(v, a, b), new, old))
+        return keep(v, new_state, state), keep(v, output, jnp.zeros_like(output))
+
+    final_state, outputs = jax.lax.scan(
+        step, initial_state, (inputs, valid), reverse=reverse, unroll=unroll
+    )
+    return outputs, final_state
+
+
+def _valid_steps(num_steps: int, lengths) -> Bool[Array, "T B"]:
+    """``valid[t, b] = t < lengths[b]``."""
+    return jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]

@@ -1,11 +1,12 @@
 r"""Character-level language model: embedding, stacked LSTM/GRU/RNN, linear read-out.
 
-Default (Python standard library source, no download; a few minutes on a 2-core CPU):
+Default (Python standard library source, no download; about 2.5 minutes on a 2-core CPU):
 
   python -m experiments.train --config=experiments/configs/char_lm.py --workdir=workdirs/char_lm
 
-  Validation loss falls from 4.5+ (uniform) to about 1.5 nats/char; samples go from noise to
-  Python-looking lines with indentation, `def`, `self.` and keywords.
+  Measured (Python 3.11 stdlib, 1.5M chars, 1200 steps, 148 s wall): validation loss 1.58 nats/char
+  at step 400, 1.40 at 800, 1.376 (1.99 bits) at the end; samples go from noise to Python-looking
+  lines with indentation, comments, `self.` and `def`.
 
 Tiny Shakespeare (the acceptance run; get the file from
 https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt):
@@ -13,8 +14,11 @@ https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/
   python -m experiments.train --config=experiments/configs/char_lm.py:shakespeare \
       --config.data.path=../shared/data/tinyshakespeare/input.txt.gz --workdir=workdirs/shakespeare
 
-  Expected: validation loss <= 1.55 nats/char (2.24 bits) on the last 10% of the text, in under
-  10 minutes of a 2-core CPU (see the README for the measured number).
+  Expected: validation loss <= 1.55 nats/char (2.24 bits) on the whole last 10% of the text in
+  under 10 minutes of a 2-core CPU. Measured: 1.540 nats/char (2.222 bits) after 2400 steps
+  (one-layer LSTM of 256, truncated BPTT, Adam 3e-3 with warmup and cosine decay); about 5.3
+  steps/s on an idle 2-core CPU, so about 8 minutes with compilation and evaluations.
+  `time_budget_s` ends the run gracefully (save, full evaluation) if the machine is slower.
 
 Smoke preset (seconds): `--config=experiments/configs/char_lm.py:tiny`.
 """
@@ -30,7 +34,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown char_lm preset {preset!r}; choose one of {list(PRESETS)}")
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.num_steps = 600
+    c.num_steps = 1200
     c.batch_size = 32
     c.seq_len = 100
     c.learning_rate = 3e-3
@@ -40,10 +44,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.weight_decay = 0.0
     c.grad_clip_norm = 1.0
     c.log_every = 25
-    c.eval_every = 200
+    c.eval_every = 400
     c.eval_max_tokens = 50_000  # intermediate evaluations; the final one covers the whole split
     c.eval_batch_size = 32
-    c.checkpoint_every = 200
+    c.checkpoint_every = 400
     c.keep_checkpoints = 2
     c.max_nonfinite_in_a_row = 20
     c.time_budget_s = 0.0  # stop gracefully (final save and evaluation) after this; 0 for none
@@ -75,7 +79,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         c.checkpoint_every = 800
         c.time_budget_s = 560.0
         c.model.hidden_size = 256
-        c.model.dropout = 0.1
+        c.model.dropout = 0.0  # 0.1 gave 1.5455 and 0.2 gave 1.569 at 2400 steps
     elif preset == "tiny":
         c.num_steps = 12
         c.batch_size = 4

@@ -79,6 +79,27 @@ class Cell(abc.ABC):
     def recurrent_step(self, params, state: State, projected: Float[Array, " GH"]):
         """One step from a projected input: returns ``(new_state, output [output_size])``."""
 
+    # Optional split of ``recurrent_step`` used by the fused backend (``rnnjax._fused_vjp``): a
+    # cell whose step is ``pointwise_step(params, state, projected, recurrent_input(state) @ W)``
+    # with ``W = recurrent_weight(params)`` and no other matmul says so with ``fusable``; its
+    # backward pass then runs as one small matmul per step plus large matmuls after the scan.
+    @property
+    def fusable(self) -> bool:
+        """Whether the cell implements the split below (False unless a cell opts in)."""
+        return False
+
+    def recurrent_input(self, state: State) -> Float[Array, " P"]:
+        """The part of the state that multiplies ``recurrent_weight`` (fusable cells only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not fusable")
+
+    def recurrent_weight(self, params) -> Float[Array, "P GH"]:
+        """The weight of the step's only state matmul (fusable cells only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not fusable")
+
+    def pointwise_step(self, params, state: State, projected, hw: Float[Array, " GH"]):
+        """``recurrent_step`` given ``hw = recurrent_input(state) @ recurrent_weight(params)``."""
+        raise NotImplementedError(f"{type(self).__name__} is not fusable")
+
     def step(self, params, state: State, x: Float[Array, " I"]):
         """One step from a raw input ``[I]``, for streaming: returns ``(new_state, output)``."""
         return self.recurrent_step(params, state, self.project_inputs(params, x))

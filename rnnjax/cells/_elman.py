@@ -55,5 +55,18 @@ class ElmanCell(Cell):
         return affine(x, params.w_ih, bias)
 
     def recurrent_step(self, params: CellParams, state, projected):
-        h = NONLINEARITIES[self.nonlinearity](projected + state @ params.w_hh)
+        return self.pointwise_step(params, state, projected, state @ params.w_hh)
+
+    @property
+    def fusable(self) -> bool:
+        return type(self).recurrent_step is ElmanCell.recurrent_step
+
+    def recurrent_input(self, state):
+        return state
+
+    def recurrent_weight(self, params: CellParams):
+        return params.w_hh
+
+    def pointwise_step(self, params: CellParams, state, projected, hw):
+        h = NONLINEARITIES[self.nonlinearity](projected + hw)
         return h, h

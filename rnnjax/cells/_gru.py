@@ -63,15 +63,31 @@ class GRUCell(Cell):
         return affine(x, params.w_ih, jnp.concatenate([b_rz, params.b_ih[h2:]]))
 
     def recurrent_step(self, params: CellParams, state, projected):
+        if self.reset_after:
+            return self.pointwise_step(params, state, projected, state @ params.w_hh)
         h2 = 2 * self.hidden_size
         x_rz, x_n = projected[..., :h2], projected[..., h2:]
-        if self.reset_after:
-            hw = state @ params.w_hh
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., :h2]), 2, axis=-1)
-            hw_n = hw[..., h2:] if params.b_hh is None else hw[..., h2:] + params.b_hh[h2:]
-            n = jnp.tanh(x_n + r * hw_n)
-        else:
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + state @ params.w_hh[:, :h2]), 2, axis=-1)
-            n = jnp.tanh(x_n + (r * state) @ params.w_hh[:, h2:])
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + state @ params.w_hh[:, :h2]), 2, axis=-1)
+        n = jnp.tanh(x_n + (r * state) @ params.w_hh[:, h2:])
+        h = (1.0 - z) * n + z * state
+        return h, h
+
+    @property
+    def fusable(self) -> bool:
+        # Reset-before multiplies r * h by W_hn inside the step: a second, state-dependent matmul.
+        return self.reset_after and type(self).recurrent_step is GRUCell.recurrent_step
+
+    def recurrent_input(self, state):
+        return state
+
+    def recurrent_weight(self, params: CellParams):
+        return params.w_hh
+
+    def pointwise_step(self, params: CellParams, state, projected, hw):
+        h2 = 2 * self.hidden_size
+        x_rz, x_n = projected[..., :h2], projected[..., h2:]
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., :h2]), 2, axis=-1)
+        hw_n = hw[..., h2:] if params.b_hh is None else hw[..., h2:] + params.b_hh[h2:]
+        n = jnp.tanh(x_n + r * hw_n)
         h = (1.0 - z) * n + z * state
         return h, h

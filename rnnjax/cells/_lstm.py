@@ -90,7 +90,22 @@ class LSTMCell(Cell):
         return affine(x, params.w_ih, bias)
 
     def recurrent_step(self, params: CellParams, state: LSTMState, projected):
-        z = projected + state.hidden @ params.w_hh
+        return self.pointwise_step(params, state, projected, state.hidden @ params.w_hh)
+
+    @property
+    def fusable(self) -> bool:
+        # The projection is a second matmul per step; a subclass with its own recurrent_step
+        # (e.g. a peephole LSTM) no longer matches pointwise_step.
+        return not self.proj_size and type(self).recurrent_step is LSTMCell.recurrent_step
+
+    def recurrent_input(self, state: LSTMState):
+        return state.hidden
+
+    def recurrent_weight(self, params: CellParams):
+        return params.w_hh
+
+    def pointwise_step(self, params: CellParams, state: LSTMState, projected, hw):
+        z = projected + hw
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * state.cell + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)

@@ -1,0 +1,1 @@
+"""Benchmarks of rnnjax against torch.nn and flax.linen (``benchmarks.speed``, ``.memory``)."""

@@ -1,0 +1,193 @@
+"""One benchmark iteration per library, built on identical shapes, data, loss and optimizer.
+
+Every builder returns a zero-argument callable that runs one iteration to completion (JAX results
+are blocked on). The work is the same everywhere: a one-layer, unidirectional, batch-first
+recurrent layer with biases; the loss is the mean squared error of the outputs ``[B, T, H]`` to a
+fixed random target; training is forward + backward + global-norm clipping at 1.0 + Adam(1e-3)
+(``optax.chain(clip_by_global_norm, adam)`` in JAX, ``clip_grad_norm_`` + ``torch.optim.Adam``).
+JAX train steps are jitted with the parameters and optimizer state donated.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+# "rnnjax" is the layer's defaults; "rnnjax-<backend>[-hoist|-nohoist]" pins an option, e.g.
+# "rnnjax-scan-hoist" (the plain scan with the hoisted projection) or "rnnjax-fused-nohoist".
+IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-fused", "rnnjax-scan-hoist", "torch", "flax")
+MODES = ("train", "infer", "stream")
+CELLS = ("lstm", "gru", "rnn")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+class Shape(NamedTuple):
+    batch: int
+    steps: int
+    inputs: int
+    hidden: int
+
+    def __str__(self):
+        return "x".join(map(str, self))
+
+
+def flops(cell: str, mode: str, shape: Shape) -> float:
+    """Analytic FLOPs of the matmuls (pointwise work ignored).
+
+    Forward, per token: 2 * G * H * (I + H) (the input and the recurrent matmul, G gates); the
+    backward pass costs twice the forward (the gradients of the activations and of the weights),
+    so a training step is 3x the forward. ``stream`` is one token of batch one.
+    """
+    per_token = 2 * GATES[cell] * shape.hidden * (shape.inputs + shape.hidden)
+    if mode == "stream":
+        return float(per_token)
+    return float(per_token * shape.batch * shape.steps * (3 if mode == "train" else 1))
+
+
+def tokens(mode: str, shape: Shape) -> int:
+    return 1 if mode == "stream" else shape.batch * shape.steps
+
+
+def _data(shape: Shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((shape.batch, shape.steps, shape.inputs), dtype=np.float32)
+    target = rng.standard_normal((shape.batch, shape.steps, shape.hidden), dtype=np.float32)
+    return x, target
+
+
+def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]:
+    """Returns the iteration of ``impl`` (one of IMPLS) for ``cell`` in ``mode`` on ``shape``."""
+    if impl == "torch":
+        return _torch(cell, mode, shape)
+    if impl == "flax":
+        return _flax(cell, mode, shape)
+    options = {}
+    for part in impl.split("-")[1:]:
+        if part in ("hoist", "nohoist"):
+            options["hoist_inputs"] = part == "hoist"
+        else:
+            options["backend"] = part
+    return _rnnjax(cell, mode, shape, options)
+
+
+# ---------------------------------------------------------------------------------------- JAX
+
+
+def _jax_runs(apply, params, mode, shape):
+    """Train or inference iteration of ``apply(params, x) -> outputs [B, T, H]`` (JAX)."""
+    x, target = (jnp.asarray(a) for a in _data(shape))
+    if mode == "infer":
+        forward = jax.jit(apply)
+        return lambda: jax.block_until_ready(forward(params, x))
+
+    train_step, opt_state = jax_train_step(apply, params)
+    # A private copy: donation deletes the buffers it is given.
+    state = [jax.tree.map(jnp.copy, params), opt_state]
+
+    def run():
+        state[0], state[1], loss = train_step(state[0], state[1], x, target)
+        jax.block_until_ready(loss)
+
+    return run
+
+
+def jax_train_step(apply, params):
+    """``(train_step, opt_state)``: the jitted step (params and optimizer state donated)."""
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+
+    def loss_fn(params, x, target):
+        return jnp.mean((apply(params, x) - target) ** 2)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(params, opt_state, x, target):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, target)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return train_step, optimizer.init(params)
+
+
+def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
+    import rnnjax
+
+    kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.RNN}[cell]
+    layer = kind(shape.hidden, **options)
+    params = layer.init(jax.random.key(0), shape.inputs)
+    if mode == "stream":
+        step = jax.jit(layer.cell.step)
+        carry = [layer.cell.initial_state()]
+        x = jnp.asarray(_data(shape)[0][0, 0])  # [I]: one step of one example
+
+        def run():
+            carry[0], out = step(params[0], carry[0], x)
+            jax.block_until_ready(out)
+
+        return run
+    return _jax_runs(lambda p, x: layer(p, x)[0], params, mode, shape)
+
+
+def _flax(cell: str, mode: str, shape: Shape):
+    import flax.linen as nn
+
+    make = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}[cell]
+    x_np = _data(shape)[0]
+    if mode == "stream":
+        flax_cell = make(shape.hidden)
+        x = jnp.asarray(x_np[:1, 0])  # [1, I]
+        carry0 = flax_cell.initialize_carry(jax.random.key(1), x.shape)
+        variables = flax_cell.init(jax.random.key(0), carry0, x)
+        step = jax.jit(flax_cell.apply)
+        carry = [carry0]
+
+        def run():
+            carry[0], out = step(variables, carry[0], x)
+            jax.block_until_ready(out)
+
+        return run
+    model = nn.RNN(make(shape.hidden))
+    params = model.init(jax.random.key(0), jnp.asarray(x_np))
+    return _jax_runs(model.apply, params, mode, shape)
+
+
+# -------------------------------------------------------------------------------------- torch
+
+
+def _torch(cell: str, mode: str, shape: Shape):
+    import torch
+
+    torch.manual_seed(0)
+    make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    model = make(shape.inputs, shape.hidden, batch_first=True)
+    x_np, target_np = _data(shape)
+    x, target = torch.from_numpy(x_np), torch.from_numpy(target_np)
+    if mode == "stream":
+        x1 = x[:1, :1]  # [1, 1, I]
+        zeros = torch.zeros(1, 1, shape.hidden)
+        carry = [(zeros, zeros.clone()) if cell == "lstm" else zeros]
+
+        def run():
+            with torch.inference_mode():
+                _, carry[0] = model(x1, carry[0])
+
+        return run
+    if mode == "infer":
+
+        def run():
+            with torch.inference_mode():
+                model(x)
+
+        return run
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.mean((model(x)[0] - target) ** 2)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return run

@@ -1,0 +1,143 @@
+"""Speed of rnnjax against torch.nn and flax.linen ``nn.RNN`` on identical work.
+
+    python -m benchmarks.speed                       # full run, about 10 min on 2 CPU cores
+    python -m benchmarks.speed --quick               # one shape, LSTM and GRU, 3 repeats
+    python -m benchmarks.speed --shapes 64x256x128x256 --cells lstm --modes train --repeats 5 \\
+        --impls rnnjax,rnnjax-scan,torch,flax --json /tmp/speed.json
+
+For every (shape B x T x I x H, cell, mode) the implementations alternate within one loop after
+warm-up (``benchmarks._timing.interleaved``); the table gives medians in ms, tokens/s, achieved
+GFLOP/s (matmul FLOPs, ``benchmarks._peers.flops``) and the ratios rnnjax/torch and rnnjax/flax
+(below 1 = rnnjax faster). Modes: ``train`` (forward + backward + clip + Adam), ``infer``
+(forward), ``stream`` (one step of batch one: latency). Results go to ``--json``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+from benchmarks import _peers, _timing
+
+FULL_SHAPES = "64x256x128x256,64x256x128x512,8x1024x64x128"
+STREAM_SHAPE = "1x1x128x256"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", default=FULL_SHAPES, help="comma-separated BxTxIxH")
+    parser.add_argument("--stream-shape", default=STREAM_SHAPE, help="BxTxIxH of mode stream")
+    parser.add_argument("--cells", default="lstm,gru,rnn")
+    parser.add_argument("--modes", default="train,infer,stream")
+    parser.add_argument("--impls", default="rnnjax,torch,flax", help=f"of {_peers.IMPLS}")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stream-repeats", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="first shape, lstm+gru, 3 repeats")
+    parser.add_argument("--json", default="benchmarks/speed.json", help="output path ('' = none)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.shapes, args.cells, args.repeats = FULL_SHAPES.split(",")[0], "lstm,gru", 3
+        args.stream_repeats = 50
+    return args
+
+
+def _shape(text: str) -> _peers.Shape:
+    return _peers.Shape(*(int(v) for v in text.split("x")))
+
+
+def configurations(args):
+    """(shape, cell, mode) triples: train/infer on each shape, stream on the stream shape."""
+    shapes = [_shape(s) for s in args.shapes.split(",") if s]
+    cells, modes = args.cells.split(","), args.modes.split(",")
+    for cell in cells:
+        for mode in modes:
+            for shape in [_shape(args.stream_shape)] if mode == "stream" else shapes:
+                yield shape, cell, mode
+
+
+def machine() -> dict:
+    import jax
+    import torch
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "python": sys.version.split()[0],
+    }
+
+
+def run_one(shape, cell, mode, impls, repeats, warmup):
+    runs = {impl: _peers.build(impl, cell, mode, shape) for impl in impls}
+    samples = _timing.interleaved(runs, repeats=repeats, warmup=warmup)
+    flop = _peers.flops(cell, mode, shape)
+    results = {}
+    for impl, times in samples.items():
+        ms = _timing.median_ms(times)
+        results[impl] = {
+            "ms": ms,
+            "samples_ms": [1e3 * t for t in times],
+            "tokens_per_s": _peers.tokens(mode, shape) / (ms / 1e3),
+            "gflops": flop / (ms / 1e3) / 1e9,
+        }
+    ratios = {
+        f"rnnjax/{peer}": results["rnnjax"]["ms"] / results[peer]["ms"]
+        for peer in ("torch", "flax")
+        if "rnnjax" in results and peer in results
+    }
+    return {
+        "shape": shape._asdict(),
+        "cell": cell,
+        "mode": mode,
+        "gflop": flop / 1e9,
+        "results": results,
+        "ratios": ratios,
+    }
+
+
+def format_row(record) -> str:
+    shape = "x".join(str(v) for v in record["shape"].values())
+    cols = [f"{shape:>16} {record['cell']:>4} {record['mode']:>6}"]
+    for impl, r in record["results"].items():
+        cols.append(f"{impl} {r['ms']:8.2f} ms {r['gflops']:6.1f} GF/s")
+    cols += [f"{k} {v:5.2f}" for k, v in record["ratios"].items()]
+    return " | ".join(cols)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    report = {"machine": machine(), "args": vars(args), "records": []}
+    print(json.dumps(report["machine"]))
+    for shape, cell, mode in configurations(args):
+        repeats = args.stream_repeats if mode == "stream" else args.repeats
+        record = run_one(shape, cell, mode, args.impls.split(","), repeats, args.warmup)
+        report["records"].append(record)
+        print(format_row(record), flush=True)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

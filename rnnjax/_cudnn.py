@@ -1,0 +1,110 @@
+"""The cuDNN backend: one LSTM layer (both directions) as one cuDNN call.
+
+``jax.experimental.rnn.lstm`` wraps cuDNN's fused LSTM forward and backward kernels, the ones
+``torch.nn.LSTM`` runs on a GPU. It takes the weights of every direction as one flat vector in
+cuDNN's layout (per direction ``W_ih [4H, I]`` then ``W_hh [4H, H]``, then per direction
+``b_ih [4H]``, ``b_hh [4H]``; gates i, f, g, o as in PyTorch). ``lstm_layer`` packs rnnjax's
+``CellParams`` (``x @ W`` layout) into that vector on every call: the transposes are small next to
+the recurrence, and gradients flow back through them to the usual parameter pytree, so nothing
+else in rnnjax sees the cuDNN layout.
+
+Semantics match the scan path (tests compare values and gradients on a GPU): lengths as in a
+packed sequence, zero outputs at padding, final states at each sequence's last valid step.
+cuDNN needs every length >= 1, so empty sequences are run for one step and their results
+replaced by zeros and the initial state.
+
+Shapes: T time, B batch, I input, H hidden, D directions.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax._shapes import Array, Float, Int
+from rnnjax.cells import CellParams, LSTMCell, LSTMState
+
+
+def supports(cell) -> bool:
+    """Whether cuDNN computes exactly what ``cell`` does: the built-in LSTM, no projection."""
+    return isinstance(cell, LSTMCell) and cell.fusable
+
+
+def pack_weights(params: Sequence[CellParams]) -> Float[Array, " N"]:
+    """The directions' parameters as cuDNN's flat weight vector (missing biases are zeros)."""
+    gates = params[0].w_hh.shape[1]
+    matrices = [m.T.reshape(-1) for p in params for m in (p.w_ih, p.w_hh)]
+    zeros = jnp.zeros((gates,), params[0].w_hh.dtype)
+    biases = [zeros if b is None else b for p in params for b in (p.b_ih, p.b_hh)]
+    return jnp.concatenate(matrices + biases)
+
+
+def _cudnn_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, bidirectional):
+    from jax.experimental import rnn  # only here: importing rnnjax must not need a GPU build
+
+    return rnn.lstm(
+        x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, 1, 0.0, bidirectional
+    )
+
+
+def lstm_layer(
+    params: Sequence[CellParams],
+    x: Float[Array, "T B I"],
+    state0: LSTMState,
+    lengths: Int[Array, " B"] | None = None,
+    *,
+    kernel: Callable | None = None,
+):
+    """Runs one (bi)directional LSTM layer through cuDNN.
+
+    Args:
+      params: the ``D`` directions' ``CellParams`` (forward first), as in ``rnnjax.LSTM``.
+      x: time-major inputs.
+      state0: ``LSTMState`` with leaves ``[D, B, H]``.
+      lengths: optional valid steps per example, in [0, T].
+      kernel: replaces ``jax.experimental.rnn.lstm`` (same positional arguments, with
+        ``num_layers`` and ``dropout`` left out); tests pass a pure-JAX reference on CPU.
+
+    Returns:
+      ``(outputs [T, B, D*H], [LSTMState(h [B, H], c [B, H]) for each direction])``.
+    """
+    kernel = kernel or _cudnn_kernel
+    num_steps, batch, input_size = x.shape
+    hidden = params[0].w_hh.shape[0]
+    if lengths is None:
+        seq_lengths = jnp.full((batch,), num_steps, jnp.int32)
+    else:
+        seq_lengths = jnp.maximum(lengths, 1).astype(jnp.int32)
+    outputs, h_n, c_n = kernel(
+        jnp.swapaxes(x, 0, 1),
+        state0.hidden,
+        state0.cell,
+        pack_weights(params),
+        seq_lengths,
+        input_size,
+        hidden,
+        len(params) == 2,
+    )
+    outputs = jnp.swapaxes(outputs, 0, 1)
+    if lengths is not None:
+        valid = jnp.arange(num_steps)[:, None] < lengths[None, :]
+        outputs = jnp.where(valid[:, :, None], outputs, 0.0).astype(x.dtype)
+        empty = (lengths == 0)[None, :, None]
+        h_n = jnp.where(empty, state0.hidden, h_n)
+        c_n = jnp.where(empty, state0.cell, c_n)
+    return outputs, [LSTMState(h_n[d], c_n[d]) for d in range(len(params))]
+
+
+def reference_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, bidirectional):
+    """``jax.experimental.rnn.lstm_ref`` behind the cuDNN kernel's signature (runs anywhere)."""
+    from jax.experimental import rnn
+
+    unpacked = rnn.unpack_lstm_weights(weights, input_size, hidden_size, 1, bidirectional)
+    return rnn.lstm_ref(
+        x, h_0, c_0, *unpacked, seq_lengths, input_size, hidden_size, 1, 0.0, bidirectional
+    )
+
+
+def available() -> bool:
+    """Whether JAX's default backend is a GPU with cuDNN (CUDA or ROCm)."""
+    return jax.default_backend() == "gpu"
