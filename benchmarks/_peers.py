@@ -19,7 +19,18 @@ import optax
 
 # "rnnjax" is the layer's defaults; "rnnjax-<backend>[-hoist|-nohoist]" pins an option, e.g.
 # "rnnjax-scan-hoist" (the plain scan with the hoisted projection) or "rnnjax-fused-nohoist".
-IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-fused", "rnnjax-scan-hoist", "torch", "flax")
+# "jax-cudnn" is ``jax.experimental.rnn.lstm`` called directly on its flat weight vector (LSTM on
+# a GPU only). torch runs on the GPU (cuDNN) when one is present.
+IMPLS = (
+    "rnnjax",
+    "rnnjax-scan",
+    "rnnjax-fused",
+    "rnnjax-cudnn",
+    "rnnjax-scan-hoist",
+    "jax-cudnn",
+    "torch",
+    "flax",
+)
 MODES = ("train", "infer", "stream")
 CELLS = ("lstm", "gru", "rnn")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -65,6 +76,8 @@ def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]
         return _torch(cell, mode, shape)
     if impl == "flax":
         return _flax(cell, mode, shape)
+    if impl == "jax-cudnn":
+        return _jax_cudnn(cell, mode, shape)
     options = {}
     for part in impl.split("-")[1:]:
         if part in ("hoist", "nohoist"):
@@ -118,6 +131,8 @@ def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
     layer = kind(shape.hidden, **options)
     params = layer.init(jax.random.key(0), shape.inputs)
     if mode == "stream":
+        if options:
+            raise NotImplementedError("stream times the cell's step; backends are for layers")
         step = jax.jit(layer.cell.step)
         carry = [layer.cell.initial_state()]
         x = jnp.asarray(_data(shape)[0][0, 0])  # [I]: one step of one example
@@ -128,6 +143,21 @@ def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
 
         return run
     return _jax_runs(lambda p, x: layer(p, x)[0], params, mode, shape)
+
+
+def _jax_cudnn(cell: str, mode: str, shape: Shape):
+    from jax.experimental import rnn
+
+    if cell != "lstm" or mode == "stream" or jax.default_backend() != "gpu":
+        raise NotImplementedError("jax.experimental.rnn runs LSTM layers on a GPU only")
+    weights = rnn.init_lstm_weight(jax.random.key(0), shape.inputs, shape.hidden, 1, False)
+    zeros = jnp.zeros((1, shape.batch, shape.hidden))
+    lengths = jnp.full((shape.batch,), shape.steps, jnp.int32)
+
+    def apply(w, x):
+        return rnn.lstm(x, zeros, zeros, w, lengths, shape.inputs, shape.hidden, 1, 0.0, False)[0]
+
+    return _jax_runs(apply, weights, mode, shape)
 
 
 def _flax(cell: str, mode: str, shape: Shape):
@@ -160,18 +190,21 @@ def _torch(cell: str, mode: str, shape: Shape):
     import torch
 
     torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    model = make(shape.inputs, shape.hidden, batch_first=True)
+    model = make(shape.inputs, shape.hidden, batch_first=True).to(device)
     x_np, target_np = _data(shape)
-    x, target = torch.from_numpy(x_np), torch.from_numpy(target_np)
+    x, target = torch.from_numpy(x_np).to(device), torch.from_numpy(target_np).to(device)
     if mode == "stream":
         x1 = x[:1, :1]  # [1, 1, I]
-        zeros = torch.zeros(1, 1, shape.hidden)
+        zeros = torch.zeros(1, 1, shape.hidden, device=device)
         carry = [(zeros, zeros.clone()) if cell == "lstm" else zeros]
 
         def run():
             with torch.inference_mode():
                 _, carry[0] = model(x1, carry[0])
+            sync()
 
         return run
     if mode == "infer":
@@ -179,6 +212,7 @@ def _torch(cell: str, mode: str, shape: Shape):
         def run():
             with torch.inference_mode():
                 model(x)
+            sync()
 
         return run
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -189,5 +223,6 @@ def _torch(cell: str, mode: str, shape: Shape):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        sync()
 
     return run

@@ -2,6 +2,7 @@
 
     python -m benchmarks.speed                       # full run, about 10 min on 2 CPU cores
     python -m benchmarks.speed --quick               # one shape, LSTM and GRU, 3 repeats
+    python -m benchmarks.speed --gpu                 # GPU: adds 64x512x256x1024 and the backends
     python -m benchmarks.speed --shapes 64x256x128x256 --cells lstm --modes train --repeats 5 \\
         --impls rnnjax,rnnjax-scan,torch,flax --json /tmp/speed.json
 
@@ -9,7 +10,9 @@ For every (shape B x T x I x H, cell, mode) the implementations alternate within
 warm-up (``benchmarks._timing.interleaved``); the table gives medians in ms, tokens/s, achieved
 GFLOP/s (matmul FLOPs, ``benchmarks._peers.flops``) and the ratios rnnjax/torch and rnnjax/flax
 (below 1 = rnnjax faster). Modes: ``train`` (forward + backward + clip + Adam), ``infer``
-(forward), ``stream`` (one step of batch one: latency). Results go to ``--json``.
+(forward), ``stream`` (one step of batch one: latency). Results go to ``--json``. An
+implementation that does not run a configuration (``jax-cudnn`` for a GRU, ``rnnjax-cudnn`` on a
+CPU) is left out of that row with its reason.
 """
 
 import argparse
@@ -23,6 +26,8 @@ from benchmarks import _peers, _timing
 
 FULL_SHAPES = "64x256x128x256,64x256x128x512,8x1024x64x128"
 STREAM_SHAPE = "1x1x128x256"
+GPU_SHAPES = "64x256x128x256,64x512x256x1024"
+GPU_IMPLS = "rnnjax,rnnjax-fused-nohoist,rnnjax-scan,rnnjax-cudnn,jax-cudnn,torch,flax"
 
 
 def parse_args(argv=None):
@@ -36,11 +41,16 @@ def parse_args(argv=None):
     parser.add_argument("--stream-repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="first shape, lstm+gru, 3 repeats")
+    parser.add_argument("--gpu", action="store_true", help="GPU shapes and every backend")
     parser.add_argument("--json", default="benchmarks/speed.json", help="output path ('' = none)")
     args = parser.parse_args(argv)
     if args.quick:
         args.shapes, args.cells, args.repeats = FULL_SHAPES.split(",")[0], "lstm,gru", 3
         args.stream_repeats = 50
+    if args.gpu:
+        if args.shapes == FULL_SHAPES:
+            args.shapes = GPU_SHAPES
+        args.impls = GPU_IMPLS
     return args
 
 
@@ -75,6 +85,8 @@ def machine() -> dict:
         "load_average": os.getloadavg(),
         "jax": jax.__version__,
         "jax_backend": jax.default_backend(),
+        "jax_device": jax.devices()[0].device_kind,
+        "torch_device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -83,7 +95,14 @@ def machine() -> dict:
 
 
 def run_one(shape, cell, mode, impls, repeats, warmup):
-    runs = {impl: _peers.build(impl, cell, mode, shape) for impl in impls}
+    runs, skipped = {}, {}
+    for impl in impls:
+        try:
+            run = _peers.build(impl, cell, mode, shape)
+            run()  # the first call compiles, and fails where the impl cannot run
+            runs[impl] = run
+        except (NotImplementedError, ValueError) as error:
+            skipped[impl] = f"{type(error).__name__}: {error}"
     samples = _timing.interleaved(runs, repeats=repeats, warmup=warmup)
     flop = _peers.flops(cell, mode, shape)
     results = {}
@@ -107,6 +126,7 @@ def run_one(shape, cell, mode, impls, repeats, warmup):
         "gflop": flop / 1e9,
         "results": results,
         "ratios": ratios,
+        "skipped": skipped,
     }
 
 
@@ -116,6 +136,8 @@ def format_row(record) -> str:
     for impl, r in record["results"].items():
         cols.append(f"{impl} {r['ms']:8.2f} ms {r['gflops']:6.1f} GF/s")
     cols += [f"{k} {v:5.2f}" for k, v in record["ratios"].items()]
+    if record["skipped"]:
+        cols.append("skipped " + ",".join(record["skipped"]))
     return " | ".join(cols)
 
 
@@ -131,12 +153,18 @@ def main(argv=None) -> dict:
         record = run_one(shape, cell, mode, args.impls.split(","), repeats, args.warmup)
         report["records"].append(record)
         print(format_row(record), flush=True)
+        if args.json:  # after every row, so that a run cut short keeps what it measured
+            _write(report, args.json)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
         print(f"wrote {args.json}")
     return report
+
+
+def _write(report, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

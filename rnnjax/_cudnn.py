@@ -8,10 +8,11 @@ cuDNN's layout (per direction ``W_ih [4H, I]`` then ``W_hh [4H, H]``, then per d
 the recurrence, and gradients flow back through them to the usual parameter pytree, so nothing
 else in rnnjax sees the cuDNN layout.
 
-Semantics match the scan path (tests compare values and gradients on a GPU): lengths as in a
-packed sequence, zero outputs at padding, final states at each sequence's last valid step.
-cuDNN needs every length >= 1, so empty sequences are run for one step and their results
-replaced by zeros and the initial state.
+Values and gradients match the scan path (tests compare them on a GPU) for full-length batches.
+Variable lengths are refused: with ``seq_lengths`` below T, ``jax.experimental.rnn.lstm`` (jax
+0.11.2, cuDNN 9.19, H200) returned the right outputs and final states when called alone but
+different ones inside ``jax.grad`` (2-3% off in the loss), so packed batches run on the fused
+backend, which is faster on that GPU anyway (``benchmarks/RESULTS.md``).
 
 Shapes: T time, B batch, I input, H hidden, D directions.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from rnnjax._shapes import Array, Float, Int
+from rnnjax._shapes import Array, Float
 from rnnjax.cells import CellParams, LSTMCell, LSTMState
 
 
@@ -51,17 +52,15 @@ def lstm_layer(
     params: Sequence[CellParams],
     x: Float[Array, "T B I"],
     state0: LSTMState,
-    lengths: Int[Array, " B"] | None = None,
     *,
     kernel: Callable | None = None,
 ):
-    """Runs one (bi)directional LSTM layer through cuDNN.
+    """Runs one (bi)directional LSTM layer over full-length sequences through cuDNN.
 
     Args:
       params: the ``D`` directions' ``CellParams`` (forward first), as in ``rnnjax.LSTM``.
       x: time-major inputs.
       state0: ``LSTMState`` with leaves ``[D, B, H]``.
-      lengths: optional valid steps per example, in [0, T].
       kernel: replaces ``jax.experimental.rnn.lstm`` (same positional arguments, with
         ``num_layers`` and ``dropout`` left out); tests pass a pure-JAX reference on CPU.
 
@@ -70,29 +69,17 @@ def lstm_layer(
     """
     kernel = kernel or _cudnn_kernel
     num_steps, batch, input_size = x.shape
-    hidden = params[0].w_hh.shape[0]
-    if lengths is None:
-        seq_lengths = jnp.full((batch,), num_steps, jnp.int32)
-    else:
-        seq_lengths = jnp.maximum(lengths, 1).astype(jnp.int32)
     outputs, h_n, c_n = kernel(
         jnp.swapaxes(x, 0, 1),
         state0.hidden,
         state0.cell,
         pack_weights(params),
-        seq_lengths,
+        jnp.full((batch,), num_steps, jnp.int32),
         input_size,
-        hidden,
+        params[0].w_hh.shape[0],
         len(params) == 2,
     )
-    outputs = jnp.swapaxes(outputs, 0, 1)
-    if lengths is not None:
-        valid = jnp.arange(num_steps)[:, None] < lengths[None, :]
-        outputs = jnp.where(valid[:, :, None], outputs, 0.0).astype(x.dtype)
-        empty = (lengths == 0)[None, :, None]
-        h_n = jnp.where(empty, state0.hidden, h_n)
-        c_n = jnp.where(empty, state0.cell, c_n)
-    return outputs, [LSTMState(h_n[d], c_n[d]) for d in range(len(params))]
+    return jnp.swapaxes(outputs, 0, 1), [LSTMState(h_n[d], c_n[d]) for d in range(len(params))]
 
 
 def reference_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, bidirectional):

@@ -28,15 +28,15 @@ class Recurrent(abc.ABC):
       batch_first: inputs and outputs are ``[B, T, F]`` (True) or ``[T, B, F]`` (False). Unlike
         PyTorch the default is True, the usual layout in JAX code.
       input_init, recurrent_init: initialisers of the cells (see ``rnnjax.cells``).
-      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``. Unlike there, ``hoist_inputs``
-        defaults to False: on XLA:CPU the input matmul inside the step costs less than one
-        ``[T*B, I] @ [I, G*H]`` matmul and the round trip of its result through memory
-        (``benchmarks/RESULTS.md``).
+      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``. ``hoist_inputs=None`` (the
+        default) projects the inputs inside each step on CPU, where one ``[T*B, I] @ [I, G*H]``
+        matmul and the round trip of its result through memory cost more than the small per-step
+        matmuls, and hoists it out of the loop on a GPU (``benchmarks/RESULTS.md``).
       backend: ``"auto"`` (default), ``"scan"``, ``"fused"`` or ``"cudnn"``; see
         ``rnnjax.Backend``. FUSED computes the weight gradients as large matmuls after the loop
         (LSTM without projection, reset-after GRU, RNN); CUDNN runs each LSTM layer as cuDNN's
-        kernel (GPU, float32, no projection, no remat). AUTO picks the measured fastest: the plain
-        scan on CPU; on a GPU cuDNN for LSTM, else the fused backward pass.
+        kernel (GPU, float32, no projection, no remat, no lengths). AUTO picks the measured
+        fastest: the plain scan on CPU, the fused backward pass on a GPU.
 
     Internally every layer scans the time-major ``[T, B, F]`` layout; ``batch_first`` inputs are
     transposed once on the way in and once on the way out.
@@ -53,7 +53,7 @@ class Recurrent(abc.ABC):
     recurrent_init: object = "uniform"
     unroll: int = 1
     remat: bool = False
-    hoist_inputs: bool = False
+    hoist_inputs: bool | None = None
     backend: Backend | str = "auto"
 
     def __post_init__(self):
@@ -123,7 +123,13 @@ class Recurrent(abc.ABC):
         else:
             initial_state = _layer_checks.check_initial_state(initial_state, expected)
 
-        backend = resolve_layer(self.backend, self.cell, remat=self.remat, dtype=x.dtype)
+        backend = resolve_layer(
+            self.backend,
+            self.cell,
+            remat=self.remat,
+            dtype=x.dtype,
+            with_lengths=lengths is not None,
+        )
         final_states = []
         for layer in range(self.num_layers):
             first = layer * self.num_directions
@@ -132,7 +138,7 @@ class Recurrent(abc.ABC):
                     lambda s, i=first: s[i : i + self.num_directions], initial_state
                 )
                 layer_params = params[first : first + self.num_directions]
-                x, states = _cudnn.lstm_layer(layer_params, x, state0, lengths)
+                x, states = _cudnn.lstm_layer(layer_params, x, state0)
                 final_states.extend(states)
             else:
                 outputs = []
@@ -153,6 +159,9 @@ class Recurrent(abc.ABC):
         return x, state
 
     def _run_direction(self, params, x, state0, lengths, direction, backend):
+        hoist = self.hoist_inputs
+        if hoist is None:
+            hoist = jax.default_backend() == "gpu"
         return scan_time_major(
             self.cell,
             params,
@@ -162,7 +171,7 @@ class Recurrent(abc.ABC):
             reverse=direction == 1,
             unroll=self.unroll,
             remat=self.remat,
-            hoist_inputs=self.hoist_inputs,
+            hoist_inputs=hoist,
             backend=backend,
         )
 
