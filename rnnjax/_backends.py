@@ -6,8 +6,9 @@ are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``
 (``rnnjax._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU.
 
 ``AUTO`` picks what ``benchmarks/RESULTS.md`` measured fastest on the platform at hand:
-- CPU: SCAN. XLA:CPU's large matmuls run at no better FLOP rate than the small per-step ones, so
-  FUSED trained 1.1-1.25x slower there.
+- CPU: SCAN. FUSED trained 1.2-1.3x slower there: its backward loop (the pointwise VJP rerun
+  per step, the saved states read back) costs more than the per-step weight-gradient matmuls it
+  removes.
 - GPU: FUSED where the cell allows it, else SCAN. On an H200 the fused LSTM training step beat
   the scan by 1.6-2x and cuDNN (through torch or ``jax.experimental.rnn``) by 5-10%, so CUDNN
   is never chosen automatically; it stays available by name, for full-length batches.
