@@ -19,7 +19,6 @@ Shapes: T time, B batch, I input, H hidden, D directions.
 
 from collections.abc import Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 
 from rnnjax._shapes import Array, Float
@@ -90,8 +89,3 @@ def reference_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size,
     return rnn.lstm_ref(
         x, h_0, c_0, *unpacked, seq_lengths, input_size, hidden_size, 1, 0.0, bidirectional
     )
-
-
-def available() -> bool:
-    """Whether JAX's default backend is a GPU with cuDNN (CUDA or ROCm)."""
-    return jax.default_backend() == "gpu"
