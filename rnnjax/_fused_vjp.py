@@ -70,7 +70,7 @@ def _batched(cell: Cell):
     return pointwise, read
 
 
-def _select(valid, new, old):
+def select_valid(valid, new, old):
     """``where(valid[b], new, old)`` per example, leaf by leaf; ``valid`` is ``[B]``."""
 
     def one(n, o):
@@ -92,8 +92,8 @@ def _forward(cell, reverse, unroll, hoisted, params, inputs, state0, valid, keep
         hw = read(state) @ w
         new_state, out = pointwise(params, state, x, hw)
         if v is not None:
-            new_state = _select(v, new_state, state)
-            out = _select(v, out, jnp.zeros_like(out))
+            new_state = select_valid(v, new_state, state)
+            out = select_valid(v, out, jnp.zeros_like(out))
         return new_state, ((out, state, hw, None if hoisted else x) if keep else out)
 
     final, ys = jax.lax.scan(step, state0, (inputs, valid), reverse=reverse, unroll=unroll)
@@ -131,7 +131,10 @@ def _fused_bwd(cell, reverse, unroll, save_hw, hoisted, residuals, cotangents):
         state, x, hw_t, d_out, v = inputs
         if v is not None:  # an invalid step passes d_state through and gets no cotangent
             zeros = jax.tree.map(jnp.zeros_like, d_state)
-            d_new, d_out = _select(v, d_state, zeros), _select(v, d_out, jnp.zeros_like(d_out))
+            d_new, d_out = (
+                select_valid(v, d_state, zeros),
+                select_valid(v, d_out, jnp.zeros_like(d_out)),
+            )
         else:
             d_new = d_state
         _, vjp = jax.vjp(pointwise, params, state, x, hw_t)
@@ -140,7 +143,7 @@ def _fused_bwd(cell, reverse, unroll, save_hw, hoisted, residuals, cotangents):
         (d_read,) = read_vjp(dhw @ w.T)
         d_prev = jax.tree.map(jnp.add, d_prev, d_read)
         if v is not None:
-            d_prev = _select(v, d_prev, d_state)
+            d_prev = select_valid(v, d_prev, d_state)
         return (d_prev, jax.tree.map(jnp.add, d_params, dp)), (dx, dhw)
 
     d_params0 = jax.tree.map(jnp.zeros_like, params)

@@ -130,6 +130,9 @@ class Recurrent(abc.ABC):
             dtype=x.dtype,
             with_lengths=lengths is not None,
         )
+        hoist = self.hoist_inputs
+        if hoist is None:
+            hoist = jax.default_backend() == "gpu"
         final_states = []
         for layer in range(self.num_layers):
             first = layer * self.num_directions
@@ -144,8 +147,17 @@ class Recurrent(abc.ABC):
                 outputs = []
                 for direction in range(self.num_directions):
                     state0 = jax.tree.map(lambda s, i=first + direction: s[i], initial_state)
-                    out, state = self._run_direction(
-                        params[first + direction], x, state0, lengths, direction, backend
+                    out, state = scan_time_major(
+                        self.cell,
+                        params[first + direction],
+                        x,
+                        state0,
+                        lengths,
+                        reverse=direction == 1,
+                        unroll=self.unroll,
+                        remat=self.remat,
+                        hoist_inputs=hoist,
+                        backend=backend,
                     )
                     outputs.append(out)
                     final_states.append(state)
@@ -157,23 +169,6 @@ class Recurrent(abc.ABC):
         if self.batch_first:
             x = jnp.swapaxes(x, 0, 1)
         return x, state
-
-    def _run_direction(self, params, x, state0, lengths, direction, backend):
-        hoist = self.hoist_inputs
-        if hoist is None:
-            hoist = jax.default_backend() == "gpu"
-        return scan_time_major(
-            self.cell,
-            params,
-            x,
-            state0,
-            lengths,
-            reverse=direction == 1,
-            unroll=self.unroll,
-            remat=self.remat,
-            hoist_inputs=hoist,
-            backend=backend,
-        )
 
 
 def _dropout(key, rate: float, x):

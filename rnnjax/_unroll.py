@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Bool
 
 from rnnjax._backends import Backend, resolve
-from rnnjax._fused_vjp import fused_recurrence
+from rnnjax._fused_vjp import fused_recurrence, select_valid
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
 
@@ -176,8 +176,7 @@ def scan_time_major(
         new_state, output = one_step(state, x)
         if v is None:
             return new_state, output
-        keep = jax.vmap(lambda v, new, old: jax.tree.map(lambda a, b: jnp.where(v, a, b), new, old))
-        return keep(v, new_state, state), keep(v, output, jnp.zeros_like(output))
+        return select_valid(v, new_state, state), select_valid(v, output, jnp.zeros_like(output))
 
     final_state, outputs = jax.lax.scan(
         step, initial_state, (inputs, valid), reverse=reverse, unroll=unroll
