@@ -25,6 +25,7 @@ IMPLS = (
     "rnnjax",
     "rnnjax-scan",
     "rnnjax-fused",
+    "rnnjax-native",
     "rnnjax-cudnn",
     "rnnjax-scan-hoist",
     "jax-cudnn",

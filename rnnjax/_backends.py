@@ -2,13 +2,16 @@
 
 ``SCAN`` is ``lax.scan`` over the cell's step, differentiated by JAX: it runs every cell and
 option. ``FUSED`` (``rnnjax._fused_vjp``) has a hand-written backward pass whose weight gradients
-are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``CUDNN``
+are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``NATIVE``
+(``rnnjax._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
+matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32. ``CUDNN``
 (``rnnjax._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU.
 
 ``AUTO`` picks what ``benchmarks/RESULTS.md`` measured fastest on the platform at hand:
-- CPU: SCAN. FUSED trained 1.2-1.3x slower there: its backward loop (the pointwise VJP rerun
-  per step, the saved states read back) costs more than the per-step weight-gradient matmuls it
-  removes.
+- CPU: NATIVE for a layer whose cell, dtype and options it runs (and where the extension is
+  built), else SCAN. FUSED trained 1.2-1.3x slower than SCAN there: its backward loop (the
+  pointwise VJP rerun per step, the saved states read back) costs more than the per-step
+  weight-gradient matmuls it removes.
 - GPU: FUSED where the cell allows it, else SCAN. On an H200 the fused LSTM training step beat
   the scan by 1.6-2x and cuDNN (through torch or ``jax.experimental.rnn``) by 5-10%, so CUDNN
   is never chosen automatically; it stays available by name, for full-length batches.
@@ -19,7 +22,7 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _cudnn
+from rnnjax import _cudnn, _native
 from rnnjax.cells import Cell
 
 
@@ -29,6 +32,7 @@ class Backend(enum.Enum):
     AUTO = "auto"
     SCAN = "scan"
     FUSED = "fused"
+    NATIVE = "native"
     CUDNN = "cudnn"
 
 
@@ -52,7 +56,8 @@ def resolve(backend: "Backend | str", cell: Cell, *, platform: str | None = None
     """SCAN or FUSED for one direction of ``cell`` (``rnnjax.unroll``, ``scan_time_major``).
 
     Args:
-      backend: a ``Backend`` or its value; CUDNN is refused (it runs whole layers).
+      backend: a ``Backend`` or its value; CUDNN and NATIVE are refused (they run whole
+        batches: use a layer).
       cell: the cell to run.
       platform: ``jax.default_backend()`` when None.
 
@@ -60,10 +65,10 @@ def resolve(backend: "Backend | str", cell: Cell, *, platform: str | None = None
       ``Backend.SCAN`` or ``Backend.FUSED``.
     """
     backend = _parse(backend)
-    if backend is Backend.CUDNN:
+    if backend in (Backend.CUDNN, Backend.NATIVE):
         raise ValueError(
-            "backend='cudnn' runs whole layers: use rnnjax.LSTM(..., backend='cudnn'), "
-            "not rnnjax.unroll"
+            f"backend={backend.value!r} runs whole batches: use a layer, e.g. "
+            f"rnnjax.LSTM(..., backend={backend.value!r}), not rnnjax.unroll"
         )
     if backend is Backend.AUTO:
         gpu = (platform or jax.default_backend()) == "gpu"
@@ -93,16 +98,20 @@ def resolve_layer(
       platform: ``jax.default_backend()`` when None.
 
     Returns:
-      ``Backend.SCAN``, ``Backend.FUSED`` or ``Backend.CUDNN``.
+      ``Backend.SCAN``, ``Backend.FUSED``, ``Backend.NATIVE`` or ``Backend.CUDNN``.
     """
     backend = _parse(backend)
     platform = platform or jax.default_backend()
+    if backend is Backend.NATIVE:
+        _check_native_structure(cell, remat)
+        _check_native_call(dtype, platform)
+        return backend
+    if backend is Backend.AUTO and platform == "cpu":
+        if _native_runs(cell, remat, dtype) and _native.available():
+            return Backend.NATIVE
     if backend is not Backend.CUDNN:
         return resolve(backend, cell, platform=platform)
-    if not _cudnn.supports(cell):
-        raise ValueError(f"backend='cudnn' needs an LSTM without proj_size, got {cell!r}")
-    if remat:
-        raise ValueError("backend='cudnn' keeps cuDNN's own activations: it needs remat=False")
+    _check_cudnn_structure(cell, remat)
     if jnp.dtype(dtype) != jnp.float32:
         raise ValueError(f"backend='cudnn' runs float32 inputs, got {jnp.dtype(dtype)}")
     if with_lengths:
@@ -113,3 +122,48 @@ def resolve_layer(
     if platform != "gpu":
         raise ValueError(f"backend='cudnn' needs a GPU, but JAX runs on {platform!r}")
     return backend
+
+
+def _native_runs(cell: Cell, remat: bool, dtype) -> bool:
+    """Whether NATIVE computes this layer: its cells, float32, and no remat (the kernels keep
+    every step's activations, as plain backpropagation does)."""
+    return _native.supports(cell) and not remat and jnp.dtype(dtype) == jnp.float32
+
+
+def check_structure(backend: "Backend | str", cell: Cell, *, remat: bool = False) -> None:
+    """What a layer can check when it is built: the backend's name, cell and remat (the platform
+    and dtype are known at call time, where ``resolve_layer`` checks them)."""
+    backend = _parse(backend)
+    if backend is Backend.FUSED:
+        _check_fusable(cell)
+    elif backend is Backend.NATIVE:
+        _check_native_structure(cell, remat)
+    elif backend is Backend.CUDNN:
+        _check_cudnn_structure(cell, remat)
+
+
+def _check_cudnn_structure(cell: Cell, remat: bool) -> None:
+    if not _cudnn.supports(cell):
+        raise ValueError(f"backend='cudnn' needs an LSTM without proj_size, got {cell!r}")
+    if remat:
+        raise ValueError("backend='cudnn' keeps cuDNN's own activations: it needs remat=False")
+
+
+def _check_native_structure(cell: Cell, remat: bool) -> None:
+    if not _native.supports(cell):
+        raise ValueError(
+            "backend='native' runs the built-in LSTMCell (no proj_size), reset-after GRUCell and "
+            f"ElmanCell, got {cell!r}"
+        )
+    if remat:
+        raise ValueError("backend='native' keeps every step's activations: it needs remat=False")
+
+
+def _check_native_call(dtype, platform: str) -> None:
+    if jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}")
+    if platform != "cpu":
+        raise ValueError(f"backend='native' runs on CPU, but JAX runs on {platform!r}")
+    reason = _native.unavailable_reason()
+    if reason is not None:
+        raise ValueError(f"backend='native' cannot run here: {reason}")

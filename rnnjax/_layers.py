@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _cudnn, _layer_checks
-from rnnjax._backends import Backend, resolve_layer
+from rnnjax._backends import Backend, check_structure, resolve_layer
 from rnnjax._unroll import scan_time_major
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
 
@@ -32,11 +32,13 @@ class Recurrent(abc.ABC):
         default) projects the inputs inside each step on CPU, where one ``[T*B, I] @ [I, G*H]``
         matmul and the round trip of its result through memory cost more than the small per-step
         matmuls, and hoists it out of the loop on a GPU (``benchmarks/RESULTS.md``).
-      backend: ``"auto"`` (default), ``"scan"``, ``"fused"`` or ``"cudnn"``; see
+      backend: ``"auto"`` (default), ``"scan"``, ``"fused"``, ``"native"`` or ``"cudnn"``; see
         ``rnnjax.Backend``. FUSED computes the weight gradients as large matmuls after the loop
-        (LSTM without projection, reset-after GRU, RNN); CUDNN runs each LSTM layer as cuDNN's
-        kernel (GPU, float32, no projection, no remat, no lengths). AUTO picks the measured
-        fastest: the plain scan on CPU, the fused backward pass on a GPU.
+        (LSTM without projection, reset-after GRU, RNN); NATIVE runs each direction's time loop
+        as compiled C++ with OpenBLAS matmuls (CPU, float32, those cells, no remat); CUDNN runs
+        each LSTM layer as cuDNN's kernel (GPU, float32, no projection, no remat, no lengths).
+        AUTO picks the measured fastest: NATIVE on CPU where it applies (else the plain scan),
+        the fused backward pass on a GPU.
 
     Internally every layer scans the time-major ``[T, B, F]`` layout; ``batch_first`` inputs are
     transposed once on the way in and once on the way out.
@@ -62,8 +64,7 @@ class Recurrent(abc.ABC):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _ = self.cell  # builds the cell once, so that its own checks run at construction
-        # Structural checks only; the platform and dtype are known at call time.
-        resolve_layer(self.backend, self.cell, remat=self.remat, platform="gpu")
+        check_structure(self.backend, self.cell, remat=self.remat)
 
     @property
     @abc.abstractmethod

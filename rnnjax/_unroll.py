@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Bool
 
-from rnnjax._backends import Backend, resolve
+from rnnjax._backends import Backend, _parse, resolve
 from rnnjax._fused_vjp import fused_recurrence, select_valid
+from rnnjax._native import native_recurrence
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
 
@@ -141,14 +142,18 @@ def scan_time_major(
         recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
         it; the states are kept either way.
       backend: a ``Backend`` or its value; AUTO resolves with ``rnnjax._backends.resolve``.
+        NATIVE (resolved by the layers) ignores ``unroll`` and ``hoist_inputs``: its kernels
+        project the inputs in chunks of steps themselves.
 
     Returns:
       ``(outputs [T, B, O], final_state)`` with leaves ``[B, ...]``.
     """
-    backend = resolve(backend, cell)
     valid = None
     if lengths is not None:
         valid = _valid_steps(xs.shape[0], lengths)
+    if _parse(backend) is Backend.NATIVE:
+        return native_recurrence(cell, params, xs, initial_state, valid, reverse=reverse)
+    backend = resolve(backend, cell)
     if backend is Backend.FUSED:
         return fused_recurrence(
             cell,

@@ -1,0 +1,260 @@
+"""The native CPU backend: each direction of a layer as two compiled calls, forward and backward.
+
+On XLA:CPU a ``lax.scan`` is a while loop of small thunks, and its dots with few columns (the
+input projection, K = I) run far below the machine's matmul rate: rnnjax's scan and flax's
+``nn.RNN`` trained at 80-120 GFLOP/s where torch's fused oneDNN LSTM reached 125-150
+(``benchmarks/RESULTS.md``). ``rnnjax/csrc`` runs the time loop in C++ as XLA FFI custom calls:
+
+- every matmul goes to MKL (the ``mkl`` wheel, ``pip install 'rnnjax[mkl]'``), whose packed API
+  prepares ``W_hh`` once per call for the T per-step products, or else to OpenBLAS (the
+  ``scipy-openblas32`` wheel, a dependency); ``blas()`` says which, ``use_blas`` switches;
+- the hidden units are split over the cores (``threads_for``; ``RNNJAX_NATIVE_THREADS``
+  overrides), so the gate math runs in parallel as well as the matmuls;
+- what is not sequential runs as large matmuls over chunks of steps: the input projection
+  before the steps, and in the backward pass ``dW_hh += H_prev^T dZ``, ``dW_ih += X^T dZ``,
+  ``dX = dZ W_ih^T`` (the plan of the fused backend, ``rnnjax._fused_vjp``, and of cuDNN).
+
+It runs the built-in LSTM (no projection), reset-after GRU and Elman cells in float32 on CPU, full
+or packed (``valid``) batches, either direction. The extension is built when the package is
+installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the
+scan. Forward-mode differentiation (``jax.jvp``) is not defined for it, as for any
+``custom_vjp``; under ``jax.vmap`` the calls run once per vmapped slice; XLA does not partition a
+custom call, so a batch sharded over several CPU devices is gathered to each of them (multi-device
+training runs on GPUs and TPUs, where AUTO does not pick this backend).
+
+Shapes: T time, B batch, I input, H hidden, G gates. Arrays are time-major.
+"""
+
+import ctypes
+import functools
+import glob
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState
+
+_CELLS = (LSTMCell, GRUCell, ElmanCell)
+
+
+def _library_dirs() -> list[str]:
+    """Where pip puts the shared libraries of wheels such as ``mkl``: ``<prefix>/lib``."""
+    return [os.path.join(prefix, "lib") for prefix in dict.fromkeys((sys.prefix, sys.base_prefix))]
+
+
+def _mkl_addresses():
+    """MKL's sgemm and packed-matrix API, sequential (the kernels thread themselves), or None."""
+    for directory in _library_dirs():
+        for path in sorted(glob.glob(os.path.join(directory, "libmkl_rt.so*"))):
+            try:
+                mkl = ctypes.CDLL(path)
+            except OSError:
+                continue
+            mkl.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL
+            names = ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack")
+            return [_address(mkl, name) for name in names + ("cblas_sgemm_compute",)]
+    return None
+
+
+def _openblas_addresses():
+    """OpenBLAS's sgemm (the scipy-openblas32 wheel, private to rnnjax), single-threaded."""
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return None
+    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))
+    blas = ctypes.CDLL(path)
+    blas.scipy_openblas_set_num_threads(1)
+    return [_address(blas, "scipy_cblas_sgemm"), None, None, None]
+
+
+def _address(library, name: str) -> int:
+    return ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+
+
+_BLAS = {"mkl": _mkl_addresses, "openblas": _openblas_addresses}
+
+
+@functools.cache
+def _blas_addresses(name: str):
+    return _BLAS[name]()
+
+
+_state = {"blas": None}
+
+
+@functools.cache
+def _unavailable_reason() -> str | None:
+    """Loads the extension and a BLAS and registers the handlers once; why not, or None."""
+    try:
+        from rnnjax import _cpu_recurrence
+    except ImportError as error:
+        return f"the compiled extension rnnjax._cpu_recurrence is not built ({error})"
+    for name in ("mkl", "openblas"):
+        if _blas_addresses(name) is not None:
+            _cpu_recurrence.set_blas(*_blas_addresses(name))
+            _state["blas"] = name
+            break
+    else:
+        return "no BLAS found: install scipy-openblas32 (a dependency) or mkl (rnnjax[mkl])"
+    for name, capsule in _cpu_recurrence.handlers().items():  # forward, backward
+        jax.ffi.register_ffi_target(f"rnnjax_{name}", capsule, platform="cpu")
+    return None
+
+
+def blas() -> str | None:
+    """The BLAS the kernels call: ``"mkl"`` where the ``mkl`` wheel is installed, else
+    ``"openblas"``; None when the backend is unavailable."""
+    _unavailable_reason()
+    return _state["blas"]
+
+
+def use_blas(name: str) -> None:
+    """Switches the kernels to ``"mkl"`` or ``"openblas"`` (for tests and benchmarks)."""
+    if name not in _BLAS:
+        raise ValueError(f"blas must be one of {sorted(_BLAS)}, got {name!r}")
+    reason = _unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"backend='native' cannot run: {reason}")
+    addresses = _blas_addresses(name)
+    if addresses is None:
+        raise ValueError(f"{name} is not installed here")
+    from rnnjax import _cpu_recurrence
+
+    _cpu_recurrence.set_blas(*addresses)
+    _state["blas"] = name
+
+
+def threads_for(hidden_size: int) -> int:
+    """Threads per kernel call: the CPUs this process may use (``RNNJAX_NATIVE_THREADS``
+    overrides), at most one per 32 hidden units."""
+    override = os.environ.get("RNNJAX_NATIVE_THREADS")
+    if override is not None:
+        if not override.isdigit() or int(override) < 1:
+            raise ValueError(f"RNNJAX_NATIVE_THREADS must be a positive integer, got {override!r}")
+        return int(override)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, hidden_size // 32))
+
+
+def available() -> bool:
+    """Whether the compiled extension and OpenBLAS load here."""
+    return _unavailable_reason() is None
+
+
+def unavailable_reason() -> str | None:
+    """Why the native backend cannot run here, or None when it can."""
+    return _unavailable_reason()
+
+
+def supports(cell: Cell) -> bool:
+    """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
+    return type(cell) in _CELLS and cell.fusable
+
+
+def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bool = False):
+    """Runs ``cell`` over ``xs: [T, B, I]`` from ``state0`` (leaves ``[B, ...]``).
+
+    Args:
+      cell: an LSTM without projection, a reset-after GRU or an Elman cell (``supports``).
+      params: its ``CellParams``.
+      xs: float32 inputs ``[T, B, I]``.
+      state0: the initial state, leaves ``[B, H]``.
+      valid: optional ``[T, B]`` booleans; a padded step keeps the state and outputs zeros.
+      reverse: run from t = T-1 down to 0.
+
+    Returns:
+      ``(outputs [T, B, H], final_state)``, the values of the plain scan.
+    """
+    reason = _unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"backend='native' cannot run: {reason}")
+    if valid is None:
+        valid = jnp.ones(xs.shape[:2], jnp.uint8)
+    return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
+
+
+_KINDS = {LSTMCell: 0, GRUCell: 1}
+
+
+def _kind(cell: Cell) -> np.int32:
+    if isinstance(cell, ElmanCell):
+        return np.int32(3 if cell.nonlinearity == "relu" else 2)
+    return np.int32(_KINDS[type(cell)])
+
+
+def _kernel_params(cell: Cell, params):
+    """What the kernels read: ``(w_ih, bias, w_hh, b_hn)``; ``bias`` is the projection's."""
+    inputs = params.w_ih.shape[0]
+    bias = cell.project_inputs(params, jnp.zeros((inputs,), params.w_ih.dtype))
+    hidden = cell.hidden_size
+    if isinstance(cell, GRUCell) and params.b_hh is not None:
+        b_hn = params.b_hh[2 * hidden :]
+    else:
+        b_hn = jnp.zeros((hidden,), params.w_ih.dtype)
+    return params.w_ih, bias, cell.recurrent_weight(params), b_hn
+
+
+def _f32(*shapes):
+    return [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
+
+
+def _forward(cell: Cell, reverse: bool, params, xs, state0, valid, keep: bool):
+    """The forward call: ``(outputs, final_state, residuals)``; residuals are empty unless keep."""
+    steps, batch = xs.shape[:2]
+    hidden = cell.hidden_size
+    lstm = isinstance(cell, LSTMCell)
+    h0, c0 = (state0.hidden, state0.cell) if lstm else (state0, jnp.zeros((0,), jnp.float32))
+    acts = 4 if isinstance(cell, LSTMCell | GRUCell) else 1
+    kept = steps if keep else 0  # zero-size outputs when no backward pass follows
+    results = _f32(
+        (steps, batch, hidden),
+        (batch, hidden),
+        (batch, hidden) if lstm else (0,),
+        (kept, batch, acts * hidden),
+        (kept, batch, hidden),
+        (kept if lstm else 0, batch, hidden),
+    )
+    call = jax.ffi.ffi_call("rnnjax_forward", results, vmap_method="sequential")
+    out, h, c, *residuals = call(
+        xs, *_kernel_params(cell, params), h0, c0, valid,
+        kind=_kind(cell), reverse=reverse, keep=keep, threads=np.int32(threads_for(hidden)),
+    )  # fmt: skip
+    return out, LSTMState(h, c) if lstm else h, residuals
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _recurrence(cell, reverse, params, xs, state0, valid):
+    out, final, _ = _forward(cell, reverse, params, xs, state0, valid, keep=False)
+    return out, final
+
+
+def _recurrence_fwd(cell, reverse, params, xs, state0, valid):
+    out, final, residuals = _forward(cell, reverse, params, xs, state0, valid, keep=True)
+    return (out, final), (params, xs, valid, residuals)
+
+
+def _recurrence_bwd(cell, reverse, residuals, cotangents):
+    params, xs, valid, (acts, prev_h, prev_c) = residuals
+    d_out, d_final = cotangents
+    lstm = isinstance(cell, LSTMCell)
+    dh, dc = (d_final.hidden, d_final.cell) if lstm else (d_final, jnp.zeros((0,), jnp.float32))
+    kernel_params, params_vjp = jax.vjp(lambda p: _kernel_params(cell, p), params)
+    w_ih, bias, w_hh, _ = kernel_params
+    hidden = cell.hidden_size
+    results = _f32(xs.shape, w_ih.shape, w_hh.shape, bias.shape, bias.shape, dh.shape, dc.shape)
+    call = jax.ffi.ffi_call("rnnjax_backward", results, vmap_method="sequential")
+    dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
+        xs, w_ih, bias, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc,
+        kind=_kind(cell), reverse=reverse, threads=np.int32(threads_for(hidden)),
+    )  # fmt: skip
+    d_b_hn = db_hw[2 * hidden :] if isinstance(cell, GRUCell) else jnp.zeros((hidden,), jnp.float32)
+    (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, d_b_hn))
+    d_state0 = LSTMState(dh0, dc0) if lstm else dh0
+    return d_params, dx, d_state0, np.zeros(valid.shape, jax.dtypes.float0)
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

@@ -1,0 +1,471 @@
+// The native CPU backend (rnnjax/_native.py): one direction of an LSTM, GRU or Elman layer as one
+// XLA FFI call forward and one backward.
+//
+// XLA:CPU runs a scan as a while loop of small thunks, and its dots with few columns (the input
+// projection, K = I) run far below the machine's matmul rate. Here the time loop runs in C++, the
+// matmuls go to MKL or OpenBLAS (blas.h), and the work is split over the cores by hidden units:
+// thread k owns units U_k of every gate, so its gate math needs only its own columns of
+// h @ W_hh, and one barrier per step hands the new state to the others.
+// - forward, per chunk of steps: P_k = X_chunk @ W_ih[:, U_k of each gate] (one matmul over
+//   chunk * B rows); per step hw_k = h @ W_hh[:, U_k ...], then the gate math of U_k;
+// - backward, per step: the gate math's VJP gives dZ_t[:, U_k ...], then, after the barrier,
+//   dh[:, U_k] = dZ_t @ W_hh[U_k, :]^T; per chunk, split by columns or rows over the threads:
+//   dW_hh += H_prev^T dZ, dW_ih += X^T dZ, dX = dZ W_ih^T (cuDNN's plan).
+// Chunks keep the scratch small and warm: no [T, B, G*H] temporary beyond the activations that
+// training keeps anyway.
+//
+// Layout: time-major, row-major. x [T, B, I]; w_ih [I, GH] and w_hh [H, GH] (JAX's x @ W layout);
+// bias [GH] added to the projection (the cell's folded biases); b_hn [H] (GRU only: inside
+// r * (h W_hn + b_hn)); valid [T, B] uint8 (a padded step keeps the state and outputs zeros).
+// Gates in PyTorch's order. Steps run t = 0..T-1, or T-1..0 with reverse.
+
+#include <Python.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "blas.h"
+#include "gate_math.h"
+#include "team.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace rnnjax {
+namespace {
+
+enum Kind : int32_t { kLstm = 0, kGru = 1, kTanh = 2, kRelu = 3 };
+
+int64_t Gates(int32_t kind) { return kind == kLstm ? 4 : (kind == kGru ? 3 : 1); }
+// Activations kept per hidden unit for the backward pass.
+int64_t ActsPerUnit(int32_t kind) { return kind == kLstm || kind == kGru ? 4 : 1; }
+
+// One call at a time: each uses every core, and two teams spinning on the same cores would
+// stall each other (XLA may run a bidirectional layer's two directions concurrently).
+std::mutex g_call_mutex;
+
+struct Shape {
+  int64_t T, B, I, H, G, A;
+  int64_t GH() const { return G * H; }
+};
+
+// Steps per chunk: enough rows (chunk * B) for the chunk's matmuls to run near full rate.
+int64_t ChunkSteps(const Shape& s) { return std::max<int64_t>(1, std::min(s.T, 512 / s.B)); }
+
+// The time index of processing step `step` (0 = first processed).
+int64_t TimeAt(int64_t step, const Shape& s, bool reverse) {
+  return reverse ? s.T - 1 - step : step;
+}
+
+// Columns U of each gate of w [rows, G*H], side by side: [rows, G*|U|].
+std::vector<float> GateColumns(const float* w, int64_t rows, const Shape& s, Range u) {
+  std::vector<float> out(rows * s.G * u.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < s.G; ++g)
+      std::copy_n(w + r * s.GH() + g * s.H + u.begin, u.size(),
+                  out.data() + (r * s.G + g) * u.size());
+  return out;
+}
+
+ffi::Error Check(const Shape& s, int32_t kind, ffi::Buffer<ffi::F32> w_ih,
+                 ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> bias,
+                 ffi::Buffer<ffi::U8> valid, int32_t threads) {
+  if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
+  if (kind < kLstm || kind > kRelu) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
+  if (threads < 1) return ffi::Error::InvalidArgument("rnnjax: threads must be >= 1");
+  auto wd = w_hh.dimensions();
+  if (wd.size() != 2 || wd[1] != s.GH())
+    return ffi::Error::InvalidArgument("rnnjax: w_hh must be [H, G*H]");
+  auto id = w_ih.dimensions();
+  if (id.size() != 2 || id[0] != s.I || id[1] != s.GH())
+    return ffi::Error::InvalidArgument("rnnjax: w_ih must be [I, G*H]");
+  if (bias.element_count() != static_cast<size_t>(s.GH()))
+    return ffi::Error::InvalidArgument("rnnjax: bias must be [G*H]");
+  auto vd = valid.dimensions();
+  if (vd.size() != 2 || vd[0] != s.T || vd[1] != s.B)
+    return ffi::Error::InvalidArgument("rnnjax: valid must be [T, B]");
+  return ffi::Error::Success();
+}
+
+Shape ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_hh, int32_t kind) {
+  auto xd = x.dimensions();
+  const int64_t H = w_hh.dimensions()[0];
+  return Shape{xd[0], xd[1], xd[2], H, Gates(kind), ActsPerUnit(kind)};
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+struct ForwardArgs {
+  Shape s;
+  int32_t kind;
+  bool reverse, keep;
+  const float *x, *w_ih, *bias, *w_hh, *b_hn, *h0, *c0;
+  const uint8_t* valid;
+  float *out, *h_last, *c_last, *acts, *prev_h, *prev_c;
+};
+
+// Rank's part of the forward pass: units U of every gate, all rows, all steps.
+void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
+                 std::vector<float>* c_buffers, int rank, int threads) {
+  const Shape& s = a.s;
+  const int64_t B = s.B, H = s.H, G = s.G, A = s.A, C = ChunkSteps(s);
+  const Range u = Share(H, rank, threads);
+  const int64_t n = u.size(), width = G * n;  // this rank's columns of P and hw
+  const bool lstm = a.kind == kLstm;
+  const std::vector<float> w_ih_u = GateColumns(a.w_ih, s.I, s, u);
+  const std::vector<float> w_hh_u = GateColumns(a.w_hh, H, s, u);
+  const RightOperand w_step(B, width, H, w_hh_u.data(), width, false);
+  std::vector<float> proj(C * B * width), hw(B * width), scratch_acts(a.keep ? 0 : A * H);
+  float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
+  float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
+  for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
+    const int64_t m = std::min(C, s.T - k);
+    const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
+    Gemm(false, false, m * B, width, s.I, a.x + t_lo * B * s.I, s.I, w_ih_u.data(), width, 0.f,
+         proj.data(), width);
+    for (int64_t step = k; step < k + m; ++step) {
+      const int64_t t = TimeAt(step, s, a.reverse);
+      w_step.Multiply(h, H, 0.f, hw.data(), width);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b, at = b * H + u.begin;
+        if (a.keep) {
+          std::copy_n(h + at, n, a.prev_h + row * H + u.begin);
+          if (lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
+        }
+        float* out = a.out + row * H + u.begin;
+        if (!a.valid[row]) {
+          std::copy_n(h + at, n, h_new + at);
+          if (lstm) std::copy_n(c + at, n, c_new + at);
+          std::fill_n(out, n, 0.f);
+          continue;
+        }
+        const float* p = proj.data() + ((t - t_lo) * B + b) * width;
+        const float* hwb = hw.data() + b * width;
+        const float* bias = a.bias + u.begin;
+        float* acts = (a.keep ? a.acts + row * A * H : scratch_acts.data()) + u.begin;
+        if (lstm) {
+          LstmRow(n, p, n, bias, H, hwb, n, c + at, h_new + at, c_new + at, out, acts, H);
+        } else if (a.kind == kGru) {
+          GruRow(n, p, n, bias, H, hwb, n, a.b_hn + u.begin, h + at, h_new + at, out, acts, H);
+        } else {
+          ElmanRow(n, p, bias, hwb, a.kind == kRelu, h_new + at, out, acts);
+        }
+      }
+      std::swap(h, h_new);
+      std::swap(c, c_new);
+      barrier.Wait();  // the new state is complete: every rank's next product reads all of it
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(h + b * H + u.begin, n, a.h_last + b * H + u.begin);
+    if (lstm) std::copy_n(c + b * H + u.begin, n, a.c_last + b * H + u.begin);
+  }
+}
+
+// Forward. keep (training) fills acts [T, B, A*H], prev_h and (LSTM) prev_c [T, B, H], the
+// states entering each step; otherwise those outputs have zero size.
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
+                   ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
+                   ffi::Buffer<ffi::F32> b_hn, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                   ffi::Buffer<ffi::U8> valid, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
+                   ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_h,
+                   ffi::ResultBuffer<ffi::F32> prev_c, int32_t kind, bool reverse, bool keep,
+                   int32_t threads) {
+  const Shape s = ShapeOf(x, w_hh, kind);
+  if (auto e = Check(s, kind, w_ih, w_hh, bias, valid, threads); e.failure()) return e;
+  const bool lstm = kind == kLstm;
+  if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
+    std::copy_n(h0.typed_data(), s.B * s.H, h_last->typed_data());
+    if (lstm) std::copy_n(c0.typed_data(), s.B * s.H, c_last->typed_data());
+    return ffi::Error::Success();
+  }
+  ForwardArgs a{s,
+                kind,
+                reverse,
+                keep,
+                x.typed_data(),
+                w_ih.typed_data(),
+                bias.typed_data(),
+                w_hh.typed_data(),
+                b_hn.typed_data(),
+                h0.typed_data(),
+                lstm ? c0.typed_data() : nullptr,
+                valid.typed_data(),
+                out->typed_data(),
+                h_last->typed_data(),
+                lstm ? c_last->typed_data() : nullptr,
+                acts->typed_data(),
+                prev_h->typed_data(),
+                lstm ? prev_c->typed_data() : nullptr};
+  const int64_t state = s.B * s.H;
+  std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
+                                     std::vector<float>(state)};
+  std::vector<float> c_buffers[2] = {lstm ? std::vector<float>(a.c0, a.c0 + state)
+                                          : std::vector<float>(),
+                                     std::vector<float>(lstm ? state : 0)};
+  std::lock_guard<std::mutex> lock(g_call_mutex);
+  Barrier barrier(threads);
+  RunTeam(threads, [&](int rank) { ForwardPart(a, barrier, h_buffers, c_buffers, rank, threads); });
+  return ffi::Error::Success();
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+struct BackwardArgs {
+  Shape s;
+  int32_t kind;
+  bool reverse;
+  const float *x, *w_ih, *w_hh, *acts, *prev_h, *prev_c, *d_out, *dh_last, *dc_last;
+  const uint8_t* valid;
+  float *dx, *dw_ih, *dw_hh, *db_proj, *db_hw, *dh0, *dc0;
+};
+
+struct BackwardShared {
+  std::vector<float> dh[2], dc[2];
+  std::vector<float> d_hw, d_proj;  // the chunk's cotangents [C * B, GH]; d_proj: GRU only
+};
+
+// Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
+// chunk its share of the weight-gradient columns and of the input-gradient rows.
+void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& shared, int rank,
+                  int threads) {
+  const Shape& s = a.s;
+  const int64_t B = s.B, H = s.H, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
+  const Range u = Share(H, rank, threads);
+  const int64_t n = u.size();
+  const bool lstm = a.kind == kLstm, gru = a.kind == kGru;
+  // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed.
+  const RightOperand w_back(B, n, GH, a.w_hh + u.begin * GH, GH, true);
+  float *dh = shared.dh[0].data(), *dh_new = shared.dh[1].data();
+  float *dc = shared.dc[0].data(), *dc_new = shared.dc[1].data();
+  float* d_hw = shared.d_hw.data();
+  float* d_proj = gru ? shared.d_proj.data() : d_hw;  // equal unless the cell is a GRU
+  const Range cols = Share(GH, rank, threads), no_cols{0, 0};
+  const int64_t chunks = (s.T + C - 1) / C;
+  for (int64_t ci = chunks - 1; ci >= 0; --ci) {  // the forward's chunks, last first
+    const int64_t k = ci * C, m = std::min(C, s.T - k);
+    const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
+    for (int64_t step = k + m - 1; step >= k; --step) {
+      const int64_t t = TimeAt(step, s, a.reverse);
+      float* dhw_t = d_hw + (t - t_lo) * B * GH;
+      float* dp_t = d_proj + (t - t_lo) * B * GH;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b, at = b * H + u.begin;
+        float* dhw_b = dhw_t + b * GH + u.begin;
+        if (!a.valid[row]) {  // a padded step passes the state cotangents through
+          for (int64_t g = 0; g < s.G; ++g) {
+            std::fill_n(dhw_b + g * H, n, 0.f);
+            if (gru) std::fill_n(dp_t + b * GH + u.begin + g * H, n, 0.f);
+          }
+          std::copy_n(dh + at, n, dh_new + at);
+          if (lstm) std::copy_n(dc + at, n, dc_new + at);
+          continue;
+        }
+        const float* acts = a.acts + row * A * H + u.begin;
+        const float* d_out = a.d_out + row * H + u.begin;
+        if (lstm) {
+          LstmRowGrad(n, acts, H, a.prev_c + row * H + u.begin, dh + at, d_out, dc + at,
+                      dc_new + at, dhw_b, H);
+          std::fill_n(dh_new + at, n, 0.f);
+        } else if (gru) {
+          GruRowGrad(n, acts, H, a.prev_h + row * H + u.begin, dh + at, d_out, dhw_b,
+                     dp_t + b * GH + u.begin, H, dh_new + at);
+        } else {
+          ElmanRowGrad(n, acts, dh + at, d_out, a.kind == kRelu, dhw_b);
+          std::fill_n(dh_new + at, n, 0.f);
+        }
+      }
+      barrier.Wait();  // dZ_t is complete: every rank's product reads all of its columns
+      w_back.Multiply(dhw_t, GH, 1.f, dh_new + u.begin, H);
+      std::swap(dh, dh_new);
+      std::swap(dc, dc_new);
+    }
+    // The chunk's weight and input gradients: columns (dW, db) or rows (dX) split over ranks.
+    const int64_t rows = m * B;
+    const Range mine = Share(rows, rank, threads, 1);
+    Gemm(true, false, H, cols.size(), rows, a.prev_h + t_lo * B * H, H, d_hw + cols.begin, GH,
+         1.f, a.dw_hh + cols.begin, GH);
+    Gemm(true, false, I, cols.size(), rows, a.x + t_lo * B * I, I, d_proj + cols.begin, GH, 1.f,
+         a.dw_ih + cols.begin, GH);
+    Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * GH, GH, a.w_ih, GH, 0.f,
+         a.dx + (t_lo * B + mine.begin) * I, I);
+    AddRows(rows, cols.size(), d_proj + cols.begin, GH, a.db_proj + cols.begin);
+    const Range hw_cols = gru ? cols : no_cols;
+    AddRows(rows, hw_cols.size(), d_hw + hw_cols.begin, GH, a.db_hw + hw_cols.begin);
+    barrier.Wait();  // the chunk buffers are read: the next chunk may overwrite them
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(dh + b * H + u.begin, n, a.dh0 + b * H + u.begin);
+    if (lstm) std::copy_n(dc + b * H + u.begin, n, a.dc0 + b * H + u.begin);
+  }
+}
+
+// Backward: dx [T, B, I], dw_ih [I, GH], dw_hh [H, GH], db_proj [GH] (the projection bias's
+// cotangent), db_hw [GH] (GRU: that of h W_hh + b_hn, whose last H entries are b_hn's; zeros
+// otherwise), dh0, dc0.
+ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
+                    ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
+                    ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> prev_h,
+                    ffi::Buffer<ffi::F32> prev_c, ffi::Buffer<ffi::U8> valid,
+                    ffi::Buffer<ffi::F32> d_out, ffi::Buffer<ffi::F32> dh_last,
+                    ffi::Buffer<ffi::F32> dc_last, ffi::ResultBuffer<ffi::F32> dx,
+                    ffi::ResultBuffer<ffi::F32> dw_ih, ffi::ResultBuffer<ffi::F32> dw_hh,
+                    ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
+                    ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
+                    int32_t kind, bool reverse, int32_t threads) {
+  const Shape s = ShapeOf(x, w_hh, kind);
+  if (auto e = Check(s, kind, w_ih, w_hh, bias, valid, threads); e.failure()) return e;
+  const bool lstm = kind == kLstm, gru = kind == kGru;
+  BackwardArgs a{s,
+                 kind,
+                 reverse,
+                 x.typed_data(),
+                 w_ih.typed_data(),
+                 w_hh.typed_data(),
+                 acts.typed_data(),
+                 prev_h.typed_data(),
+                 lstm ? prev_c.typed_data() : nullptr,
+                 d_out.typed_data(),
+                 dh_last.typed_data(),
+                 lstm ? dc_last.typed_data() : nullptr,
+                 valid.typed_data(),
+                 dx->typed_data(),
+                 dw_ih->typed_data(),
+                 dw_hh->typed_data(),
+                 db_proj->typed_data(),
+                 db_hw->typed_data(),
+                 dh0->typed_data(),
+                 lstm ? dc0->typed_data() : nullptr};
+  std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
+  std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
+  std::fill_n(a.db_proj, s.GH(), 0.f);
+  std::fill_n(a.db_hw, s.GH(), 0.f);
+  if (s.T == 0 || s.B == 0) {  // the initial state's cotangents are the final state's
+    std::copy_n(a.dh_last, s.B * s.H, a.dh0);
+    if (lstm) std::copy_n(a.dc_last, s.B * s.H, a.dc0);
+    return ffi::Error::Success();
+  }
+  const int64_t state = s.B * s.H, chunk = ChunkSteps(s) * s.B * s.GH();
+  BackwardShared shared;
+  shared.dh[0].assign(a.dh_last, a.dh_last + state);
+  shared.dh[1].resize(state);
+  if (lstm) {
+    shared.dc[0].assign(a.dc_last, a.dc_last + state);
+    shared.dc[1].resize(state);
+  }
+  shared.d_hw.resize(chunk);
+  if (gru) shared.d_proj.resize(chunk);
+  std::lock_guard<std::mutex> lock(g_call_mutex);
+  Barrier barrier(threads);
+  RunTeam(threads, [&](int rank) { BackwardPart(a, barrier, shared, rank, threads); });
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using U8 = ffi::Buffer<ffi::U8>;
+using Out = ffi::ResultBuffer<ffi::F32>;
+
+}  // namespace
+}  // namespace rnnjax
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
+                              xla::ffi::Ffi::Bind()
+                                  .Arg<rnnjax::F32>()  // x
+                                  .Arg<rnnjax::F32>()  // w_ih
+                                  .Arg<rnnjax::F32>()  // bias
+                                  .Arg<rnnjax::F32>()  // w_hh
+                                  .Arg<rnnjax::F32>()  // b_hn
+                                  .Arg<rnnjax::F32>()  // h0
+                                  .Arg<rnnjax::F32>()  // c0
+                                  .Arg<rnnjax::U8>()   // valid
+                                  .Ret<rnnjax::F32>()  // out
+                                  .Ret<rnnjax::F32>()  // h_last
+                                  .Ret<rnnjax::F32>()  // c_last
+                                  .Ret<rnnjax::F32>()  // acts
+                                  .Ret<rnnjax::F32>()  // prev_h
+                                  .Ret<rnnjax::F32>()  // prev_c
+                                  .Attr<int32_t>("kind")
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("keep")
+                                  .Attr<int32_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
+                              xla::ffi::Ffi::Bind()
+                                  .Arg<rnnjax::F32>()  // x
+                                  .Arg<rnnjax::F32>()  // w_ih
+                                  .Arg<rnnjax::F32>()  // bias
+                                  .Arg<rnnjax::F32>()  // w_hh
+                                  .Arg<rnnjax::F32>()  // acts
+                                  .Arg<rnnjax::F32>()  // prev_h
+                                  .Arg<rnnjax::F32>()  // prev_c
+                                  .Arg<rnnjax::U8>()   // valid
+                                  .Arg<rnnjax::F32>()  // d_out
+                                  .Arg<rnnjax::F32>()  // dh_last
+                                  .Arg<rnnjax::F32>()  // dc_last
+                                  .Ret<rnnjax::F32>()  // dx
+                                  .Ret<rnnjax::F32>()  // dw_ih
+                                  .Ret<rnnjax::F32>()  // dw_hh
+                                  .Ret<rnnjax::F32>()  // db_proj
+                                  .Ret<rnnjax::F32>()  // db_hw
+                                  .Ret<rnnjax::F32>()  // dh0
+                                  .Ret<rnnjax::F32>()  // dc0
+                                  .Attr<int32_t>("kind")
+                                  .Attr<bool>("reverse")
+                                  .Attr<int32_t>("threads"));
+
+// ---- Python module: the handlers as capsules, and the BLAS addresses ---------------------------
+
+namespace {
+
+template <typename Fn>
+bool AddressOf(PyObject* object, Fn* out) {
+  if (object == Py_None) {
+    *out = nullptr;
+    return true;
+  }
+  void* ptr = PyLong_AsVoidPtr(object);
+  if (ptr == nullptr && PyErr_Occurred()) return false;
+  *out = reinterpret_cast<Fn>(ptr);
+  return true;
+}
+
+PyObject* SetBlas(PyObject*, PyObject* args) {
+  PyObject *sgemm, *get_size, *pack, *compute;
+  if (!PyArg_ParseTuple(args, "OOOO", &sgemm, &get_size, &pack, &compute)) return nullptr;
+  rnnjax::Blas blas;
+  if (!AddressOf(sgemm, &blas.sgemm) || !AddressOf(get_size, &blas.pack_get_size) ||
+      !AddressOf(pack, &blas.pack) || !AddressOf(compute, &blas.compute)) {
+    return nullptr;
+  }
+  if (blas.sgemm == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "set_blas: the sgemm address is required");
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(rnnjax::g_call_mutex);
+  rnnjax::g_blas = blas;
+  Py_RETURN_NONE;
+}
+
+PyObject* Handlers(PyObject*, PyObject*) {
+  return Py_BuildValue("{s:N,s:N}", "forward",
+                       PyCapsule_New(reinterpret_cast<void*>(RnnjaxForward), nullptr, nullptr),
+                       "backward",
+                       PyCapsule_New(reinterpret_cast<void*>(RnnjaxBackward), nullptr, nullptr));
+}
+
+PyMethodDef kMethods[] = {
+    {"set_blas", SetBlas, METH_VARARGS,
+     "set_blas(sgemm, pack_get_size, pack, compute): addresses of cblas_sgemm and, or None, of "
+     "MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack and cblas_sgemm_compute."},
+    {"handlers", Handlers, METH_NOARGS, "The XLA FFI handlers, by name, as PyCapsules."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_cpu_recurrence", nullptr, -1, kMethods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__cpu_recurrence() { return PyModule_Create(&kModule); }

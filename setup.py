@@ -1,0 +1,33 @@
+"""Builds the native CPU backend's kernels (``rnnjax/csrc``); the rest is in pyproject.toml.
+
+The extension is optional: where it cannot be compiled (no C++ compiler, no jaxlib headers) the
+package still installs, and ``rnnjax._native.unavailable_reason()`` says why the layers fall back
+to the scan.
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+
+def _xla_ffi_include() -> list[str]:
+    """jaxlib ships the XLA FFI headers (``xla/ffi/api/ffi.h``) under ``jaxlib/include``."""
+    try:
+        import jaxlib
+    except ImportError:
+        return []
+    return [os.path.join(os.path.dirname(jaxlib.__file__), "include")]
+
+
+cpu_recurrence = Extension(
+    "rnnjax._cpu_recurrence",
+    sources=["rnnjax/csrc/cpu_recurrence.cc"],
+    include_dirs=_xla_ffi_include(),
+    language="c++",
+    # No -ffast-math: the kernels keep IEEE semantics. These two only let GCC vectorise the
+    # selects and clamps of the gate math (no errno, no floating-point traps to preserve).
+    extra_compile_args=["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math"],
+    optional=True,
+)
+
+setup(ext_modules=[cpu_recurrence])

@@ -1,0 +1,206 @@
+"""The native CPU backend (``rnnjax._native``, compiled C++ time loop) against the plain scan.
+
+Its forward and backward passes are written by hand in C++ (gate math, its VJP, the chunked weight
+and input gradients, the split of the hidden units over threads), so values and gradients w.r.t.
+parameters, inputs and initial states are compared with JAX's derivative of the scan: every cell
+kind, both directions, padded batches (with empty and full sequences), batches large enough that
+the kernels work in several chunks of steps, 1 to 3 threads (3 splits 5 units unevenly, 8 leaves
+threads without units), both BLAS libraries, stacks, and a float64 reference loop.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from rnnjax import _native, cells
+from rnnjax._backends import Backend, resolve_layer
+from rnnjax._unroll import scan_time_major
+from tests import reference
+
+pytestmark = pytest.mark.skipif(
+    not _native.available(), reason=f"native backend unavailable: {_native.unavailable_reason()}"
+)
+
+CELLS = {
+    "lstm": cells.LSTMCell(5),
+    "lstm_nobias": cells.LSTMCell(5, bias=False),
+    "gru": cells.GRUCell(5),
+    "gru_nobias": cells.GRUCell(5, bias=False),
+    "rnn_tanh": cells.ElmanCell(5),
+    "rnn_relu": cells.ElmanCell(5, "relu"),
+}
+
+
+BLAS = [name for name in ("mkl", "openblas") if _native._blas_addresses(name) is not None]
+
+
+@pytest.fixture(params=BLAS)
+def blas(request):
+    """Runs a test with each BLAS that is installed, then restores the default."""
+    default = _native.blas()
+    _native.use_blas(request.param)
+    yield request.param
+    _native.use_blas(default)
+
+
+def _loss(run, params, xs, s0):
+    outputs, state = run(params, xs, s0)
+    # Weights that differ per position and per state leaf, so every cotangent path is exercised.
+    weights = jnp.cos(jnp.arange(outputs.size, dtype=outputs.dtype)).reshape(outputs.shape)
+    return jnp.sum(jnp.sin(outputs) * weights) + sum(
+        jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(state)
+    )
+
+
+def _problem(cell, steps, batch, inputs=3, seed=0):
+    k_params, k_x, k_s = jax.random.split(jax.random.key(seed), 3)
+    params = cell.init(k_params, inputs)
+    xs = jax.random.normal(k_x, (steps, batch, inputs))
+    s0 = jax.tree.map(
+        lambda s: 0.5 * jax.random.normal(k_s, (batch,) + s.shape), cell.initial_state()
+    )
+    return params, xs, s0
+
+
+def _both(cell, params, xs, s0, lengths, reverse):
+    """Values and gradients of the native kernels and of the scan, for the same loss."""
+    results = []
+    for backend in ("native", "scan"):
+
+        def run(p, x, s, backend=backend):
+            return scan_time_major(cell, p, x, s, lengths, reverse=reverse, backend=backend)
+
+        grad = jax.jit(jax.value_and_grad(lambda *a, run=run: _loss(run, *a), argnums=(0, 1, 2)))
+        results.append((run(params, xs, s0), grad(params, xs, s0)))
+    return results
+
+
+def _assert_close(got, want, rtol=2e-5, atol=2e-6):
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=rtol, atol=atol), got, want)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("threads", ["2", "8"])
+def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch):
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+    cell = CELLS[name]
+    params, xs, s0 = _problem(cell, steps=6, batch=4)
+    lengths = jnp.array([6, 0, 2, 5]) if padded else None
+    got, want = _both(cell, params, xs, s0, lengths, reverse)
+    _assert_close(got, want)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_several_chunks_of_steps(name, threads, blas, monkeypatch):
+    # 512 // 160 = 3 steps per chunk: 11 steps are chunks of 3, 3, 3 and 2, in both directions.
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+    cell = CELLS[name]
+    params, xs, s0 = _problem(cell, steps=11, batch=160)
+    lengths = jnp.asarray(np.random.default_rng(0).integers(0, 12, 160))
+    for reverse in (False, True):
+        got, want = _both(cell, params, xs, s0, lengths, reverse)
+        # Gradients sum over 1760 rows: compare them relative to their scale.
+        _assert_close(got[0], want[0])
+        for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+def test_gate_math_against_float64_loop():
+    # The kernels' own exp/tanh/sigmoid against a plain float64 loop, over saturating inputs.
+    cell = cells.LSTMCell(6)
+    params, xs, s0 = _problem(cell, steps=9, batch=3)
+    xs = 8.0 * xs  # drives gates into saturation, where the approximations are tested hardest
+    outputs, state = _native.native_recurrence(cell, params, xs, s0)
+    for b in range(xs.shape[1]):
+        s0_b = (np.asarray(s0.hidden[b], np.float64), np.asarray(s0.cell[b], np.float64))
+        want_out, (want_h, want_c) = reference.run_sequence(cell, params, xs[:, b], s0_b)
+        np.testing.assert_allclose(outputs[:, b], want_out, rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(state.hidden[b], want_h, rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(state.cell[b], want_c, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("layer", [rnnjax.LSTM, rnnjax.GRU, rnnjax.RNN])
+def test_layer_stack_matches_scan(layer):
+    options = dict(num_layers=2, bidirectional=True)
+    native, scan = layer(5, backend="native", **options), layer(5, backend="scan", **options)
+    k_params, k_x = jax.random.split(jax.random.key(1))
+    params = scan.init(k_params, 3)
+    x = jax.random.normal(k_x, (4, 7, 3))
+    lengths = jnp.array([7, 1, 0, 4])
+    results = []
+    for model in (native, scan):
+
+        def loss(p, x, m=model):
+            return jnp.sum(jnp.tanh(m(p, x, lengths)[0]) ** 2)
+
+        results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, x))
+    _assert_close(results[0], results[1])
+
+
+def test_jit_vmap_and_streaming_agree():
+    # vmap over an ensemble axis runs the kernels once per member (vmap_method="sequential").
+    layer = rnnjax.GRU(4, backend="native")
+    keys = jax.random.split(jax.random.key(2), 3)
+    params = jax.vmap(lambda k: layer.init(k, 3))(keys)
+    x = jax.random.normal(jax.random.key(3), (2, 5, 3))
+    got = jax.jit(jax.vmap(lambda p: layer(p, x)[0]))(params)
+    scan = rnnjax.GRU(4, backend="scan")
+    want = jax.vmap(lambda p: scan(p, x)[0])(params)
+    _assert_close(got, want)
+
+
+def test_auto_resolution_on_cpu():
+    lstm = cells.LSTMCell(4)
+    assert resolve_layer("auto", lstm, platform="cpu") is Backend.NATIVE
+    assert resolve_layer("auto", cells.GRUCell(4), platform="cpu") is Backend.NATIVE
+    assert resolve_layer("auto", cells.ElmanCell(4, "relu"), platform="cpu") is Backend.NATIVE
+    # What the kernels do not compute goes to the scan.
+    assert resolve_layer("auto", lstm, remat=True, platform="cpu") is Backend.SCAN
+    assert resolve_layer("auto", lstm, dtype=jnp.float64, platform="cpu") is Backend.SCAN
+    for cell in (cells.LSTMCell(4, proj_size=2), cells.GRUCell(4, reset_after=False)):
+        assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
+
+    class Peephole(cells.LSTMCell):  # a subclass may change the step: never assumed
+        pass
+
+    assert resolve_layer("auto", Peephole(4), platform="cpu") is Backend.SCAN
+    assert resolve_layer("auto", lstm, platform="gpu") is Backend.FUSED
+
+
+def test_empty_batch_and_sequence():
+    cell = CELLS["lstm"]
+    for steps, batch in ((0, 3), (4, 0)):
+        params, xs, s0 = _problem(cell, steps=steps, batch=batch)
+        got, want = _both(cell, params, xs, s0, None, False)
+        _assert_close(got, want)
+
+
+def test_threads_setting(monkeypatch):
+    monkeypatch.delenv("RNNJAX_NATIVE_THREADS", raising=False)
+    assert _native.threads_for(8) == 1  # at most one thread per 32 units
+    assert 1 <= _native.threads_for(4096) <= len(os.sched_getaffinity(0))
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "two")
+    with pytest.raises(ValueError, match="RNNJAX_NATIVE_THREADS must be a positive integer"):
+        _native.threads_for(8)
+
+
+def test_refusals_name_the_problem():
+    with pytest.raises(ValueError, match="runs the built-in LSTMCell"):
+        resolve_layer("native", cells.LSTMCell(4, proj_size=2), platform="cpu")
+    with pytest.raises(ValueError, match="needs remat=False"):
+        resolve_layer("native", cells.GRUCell(4), remat=True, platform="cpu")
+    with pytest.raises(ValueError, match="runs float32 inputs, got float16"):
+        resolve_layer("native", cells.GRUCell(4), dtype=jnp.float16, platform="cpu")
+    with pytest.raises(ValueError, match="runs on CPU, but JAX runs on 'gpu'"):
+        resolve_layer("native", cells.GRUCell(4), platform="gpu")
+    with pytest.raises(ValueError, match="runs whole batches"):
+        rnnjax.unroll(cells.GRUCell(4), None, jnp.zeros((3, 2)), backend="native")
+    with pytest.raises(ValueError, match="blas must be one of"):
+        _native.use_blas("atlas")
