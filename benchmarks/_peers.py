@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-# "rnnjax" is the layer's defaults; "rnnjax-<backend>[-hoist|-nohoist]" pins an option, e.g.
-# "rnnjax-scan-hoist" (the plain scan with the hoisted projection) or "rnnjax-fused-nohoist".
+# "rnnjax" is the layer's defaults; "rnnjax-<backend>[-hoist|-nohoist|-mkl|-openblas]" pins an
+# option, e.g. "rnnjax-scan-hoist" (the plain scan with the hoisted projection),
+# "rnnjax-fused-nohoist", or "rnnjax-native-openblas" (the native CPU kernels on OpenBLAS).
 # "jax-cudnn" is ``jax.experimental.rnn.lstm`` called directly on its flat weight vector (LSTM on
 # a GPU only). torch runs on the GPU (cuDNN) when one is present.
 IMPLS = (
@@ -26,6 +27,7 @@ IMPLS = (
     "rnnjax-scan",
     "rnnjax-fused",
     "rnnjax-native",
+    "rnnjax-native-openblas",
     "rnnjax-cudnn",
     "rnnjax-scan-hoist",
     "jax-cudnn",
@@ -79,13 +81,34 @@ def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]
         return _flax(cell, mode, shape)
     if impl == "jax-cudnn":
         return _jax_cudnn(cell, mode, shape)
-    options = {}
+    options, blas = {}, None
     for part in impl.split("-")[1:]:
         if part in ("hoist", "nohoist"):
             options["hoist_inputs"] = part == "hoist"
+        elif part in ("mkl", "openblas"):
+            blas = part
         else:
             options["backend"] = part
-    return _rnnjax(cell, mode, shape, options)
+    run = _rnnjax(cell, mode, shape, options)
+    return run if blas is None else _with_blas(blas, run)
+
+
+def _with_blas(blas: str, run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with the native kernels on ``blas``, the default restored after each call."""
+    from rnnjax import _native
+
+    default = _native.blas()
+    _native.use_blas(blas)  # raises where that BLAS is not installed: the impl is skipped
+    _native.use_blas(default)
+
+    def with_blas():
+        _native.use_blas(blas)
+        try:
+            return run()
+        finally:
+            _native.use_blas(default)
+
+    return with_blas
 
 
 # ---------------------------------------------------------------------------------------- JAX

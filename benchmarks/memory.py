@@ -5,9 +5,10 @@
 
 Every (implementation, T) runs in its own subprocess, so peaks do not mix. Work: a one-layer LSTM,
 B x T x I x H = 16 x T x 128 x 128, MSE loss, forward + backward + clip + Adam (as
-``benchmarks.speed``). Implementations: ``rnnjax`` (plain BPTT), ``rnnjax-remat`` (each step
-recomputed in the backward pass: only the carry is stored per step), ``flax`` (``nn.RNN`` with
-``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
+``benchmarks.speed``). Implementations: ``rnnjax`` (the default backend: on CPU the native
+kernels, which keep 6 floats per hidden unit and step), ``rnnjax-scan`` (plain BPTT through
+``lax.scan``), ``rnnjax-remat`` (each step recomputed in the backward pass: only the carry is
+stored per step), ``flax`` (``nn.RNN`` with ``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
 
 For JAX the compiler's own accounting (``compiled.memory_analysis()``: arguments + outputs +
 temporaries) is known before running; a step predicted over ``--budget-gib`` is reported as
@@ -23,7 +24,7 @@ import resource
 import subprocess
 import sys
 
-IMPLS = ("rnnjax", "rnnjax-remat", "flax", "torch")
+IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-remat", "flax", "torch")
 GIB = 2**30
 
 
@@ -59,7 +60,8 @@ def _jax_worker(impl, shape, budget):
     else:
         import rnnjax
 
-        layer = rnnjax.LSTM(shape.hidden, remat=impl == "rnnjax-remat")
+        backend = "scan" if impl == "rnnjax-scan" else "auto"
+        layer = rnnjax.LSTM(shape.hidden, remat=impl == "rnnjax-remat", backend=backend)
         params, apply = layer.init(jax.random.key(0), shape.inputs), lambda p, x: layer(p, x)[0]
     step, opt_state = _peers.jax_train_step(apply, params)
     compiled = step.lower(params, opt_state, x, target).compile()

@@ -1,6 +1,6 @@
 """Speed of rnnjax against torch.nn and flax.linen ``nn.RNN`` on identical work.
 
-    python -m benchmarks.speed                       # full run, about 10 min on 2 CPU cores
+    python -m benchmarks.speed                       # full run, about 6 min on 2 CPU cores
     python -m benchmarks.speed --quick               # one shape, LSTM and GRU, 3 repeats
     python -m benchmarks.speed --gpu                 # GPU: adds 64x512x256x1024 and the backends
     python -m benchmarks.speed --shapes 64x256x128x256 --cells lstm --modes train --repeats 5 \\
@@ -27,6 +27,7 @@ from benchmarks import _peers, _timing
 FULL_SHAPES = "64x256x128x256,64x256x128x512,8x1024x64x128"
 STREAM_SHAPE = "1x1x128x256"
 GPU_SHAPES = "64x256x128x256,64x512x256x1024"
+CPU_IMPLS = "rnnjax,rnnjax-native-openblas,rnnjax-scan,torch,flax"
 GPU_IMPLS = "rnnjax,rnnjax-fused-nohoist,rnnjax-scan,rnnjax-cudnn,jax-cudnn,torch,flax"
 
 
@@ -36,7 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--stream-shape", default=STREAM_SHAPE, help="BxTxIxH of mode stream")
     parser.add_argument("--cells", default="lstm,gru,rnn")
     parser.add_argument("--modes", default="train,infer,stream")
-    parser.add_argument("--impls", default="rnnjax,torch,flax", help=f"of {_peers.IMPLS}")
+    parser.add_argument("--impls", default=CPU_IMPLS, help=f"of {_peers.IMPLS}")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stream-repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=2)
@@ -72,6 +73,8 @@ def machine() -> dict:
     import jax
     import torch
 
+    from rnnjax import _native
+
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -90,6 +93,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "rnnjax_native_blas": _native.blas(),
         "python": sys.version.split()[0],
     }
 

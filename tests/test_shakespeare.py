@@ -1,6 +1,6 @@
 """The main job on real data: Tiny Shakespeare from ``../shared/data`` (skipped in a user's clone).
 
-The full acceptance run (1.481 nats/char in 9 minutes, README) is too long for the suite; this
+The full acceptance run (1.470 nats/char in 8 minutes, README) is too long for the suite; this
 checks that the preset reads the real file with the documented split and that a short run of it
 learns: the validation loss, over the whole split, falls well below the uniform 4.17 nats.
 """
