@@ -23,7 +23,8 @@ from rnnjax._unroll import scan_time_major
 from tests import reference
 
 needs_native = pytest.mark.skipif(
-    not _native.available(), reason=f"native backend unavailable: {_native.unavailable_reason()}"
+    not _native.available() or jax.default_backend() != "cpu",
+    reason=f"the native backend runs on CPU: {_native.unavailable_reason() or 'JAX is not on CPU'}",
 )
 
 CELLS = {
