@@ -128,7 +128,8 @@ class Recurrent(abc.ABC):
             self.backend,
             self.cell,
             remat=self.remat,
-            dtype=x.dtype,
+            # What the scan would compute in: float64 parameters keep it, bfloat16 ones do not.
+            dtype=jnp.result_type(x, *jax.tree.leaves(params)),
             with_lengths=lengths is not None,
         )
         hoist = self.hoist_inputs

@@ -46,17 +46,33 @@ def _library_dirs() -> list[str]:
 
 
 def _mkl_addresses():
-    """MKL's sgemm and packed-matrix API, sequential (the kernels thread themselves), or None."""
+    """MKL's sgemm, packed-matrix API and per-thread thread count, or None.
+
+    Where rnnjax is MKL's first user in the process it also selects MKL's sequential layer (no
+    OpenMP runtime loaded: the kernels thread themselves); where another library (e.g. NumPy in
+    conda) already uses this MKL, its global settings stay, and the kernels' threads hold their
+    own MKL calls to one thread each."""
     for directory in _library_dirs():
         for path in sorted(glob.glob(os.path.join(directory, "libmkl_rt.so*"))):
+            loaded_before = _already_loaded(os.path.basename(path))
             try:
                 mkl = ctypes.CDLL(path)
             except OSError:
                 continue
-            mkl.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL
+            if not loaded_before:
+                mkl.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL
             names = ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack")
-            return [_address(mkl, name) for name in names + ("cblas_sgemm_compute",)]
+            names += ("cblas_sgemm_compute", "MKL_Set_Num_Threads_Local")
+            return [_address(mkl, name) for name in names]
     return None
+
+
+def _already_loaded(library: str) -> bool:
+    try:
+        with open("/proc/self/maps") as maps:
+            return any(library in line for line in maps)
+    except OSError:
+        return False
 
 
 def _openblas_addresses():
@@ -68,7 +84,7 @@ def _openblas_addresses():
     path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))
     blas = ctypes.CDLL(path)
     blas.scipy_openblas_set_num_threads(1)
-    return [_address(blas, "scipy_cblas_sgemm"), None, None, None]
+    return [_address(blas, "scipy_cblas_sgemm"), None, None, None, None]
 
 
 def _address(library, name: str) -> int:
@@ -164,7 +180,7 @@ def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bo
     Args:
       cell: an LSTM without projection, a reset-after GRU or an Elman cell (``supports``).
       params: its ``CellParams``.
-      xs: float32 inputs ``[T, B, I]``.
+      xs: inputs ``[T, B, I]``; the kernels compute in float32 (other dtypes are cast).
       state0: the initial state, leaves ``[B, H]``.
       valid: optional ``[T, B]`` booleans; a padded step keeps the state and outputs zeros.
       reverse: run from t = T-1 down to 0.
@@ -177,6 +193,8 @@ def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bo
         raise RuntimeError(f"backend='native' cannot run: {reason}")
     if valid is None:
         valid = jnp.ones(xs.shape[:2], jnp.uint8)
+    # The kernels read float32; casting out here lets JAX cast the cotangents back.
+    params, xs, state0 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs, state0))
     return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
 
 

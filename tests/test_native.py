@@ -191,6 +191,21 @@ def test_auto_resolution_on_cpu():
 
 
 @needs_native
+def test_dtypes():
+    # bfloat16 parameters with float32 inputs: the scan computes in float32, and so do the
+    # kernels (AUTO picks them); the gradients come back in the parameters' dtype.
+    layer = rnnjax.GRU(6)
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), layer.init(jax.random.key(4), 3))
+    x = jax.random.normal(jax.random.key(5), (2, 4, 3))
+    results = []
+    for backend in ("auto", "scan"):
+        model = rnnjax.GRU(6, backend=backend)
+        results.append(jax.value_and_grad(lambda p, m=model: jnp.sum(m(p, x)[0] ** 2))(params))
+    _assert_close(results[0][0], results[1][0])
+    assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(results[0][1]))
+
+
+@needs_native
 def test_empty_batch_and_sequence():
     cell = CELLS["lstm"]
     for steps, batch in ((0, 3), (4, 0)):

@@ -19,6 +19,7 @@ using PackGetSize = size_t (*)(int, int, int, int);
 using Pack = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
 using Compute = void (*)(int, int, int, int, int, int, const float*, int, const float*, int,
                          float, float*, int);
+using SetThreadsLocal = int (*)(int);
 
 struct Blas {
   Sgemm sgemm = nullptr;
@@ -26,9 +27,25 @@ struct Blas {
   PackGetSize pack_get_size = nullptr;
   Pack pack = nullptr;
   Compute compute = nullptr;
+  // MKL_Set_Num_Threads_Local, or null: every BLAS call here runs on one thread.
+  SetThreadsLocal set_threads_local = nullptr;
 };
 
 inline Blas g_blas;
+
+// Holds the calling thread's BLAS to one thread while it lives (MKL's setting is per thread;
+// OpenBLAS is set to one thread when loaded, as rnnjax has its own copy).
+class OneBlasThread {
+ public:
+  OneBlasThread()
+      : previous_(g_blas.set_threads_local ? g_blas.set_threads_local(1) : 0) {}
+  ~OneBlasThread() {
+    if (g_blas.set_threads_local) g_blas.set_threads_local(previous_);
+  }
+
+ private:
+  int previous_;
+};
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 

@@ -208,7 +208,10 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                                      std::vector<float>(lstm ? state : 0)};
   std::lock_guard<std::mutex> lock(g_call_mutex);
   Barrier barrier(threads);
-  RunTeam(threads, [&](int rank) { ForwardPart(a, barrier, h_buffers, c_buffers, rank, threads); });
+  RunTeam(threads, [&](int rank) {
+    OneBlasThread one;
+    ForwardPart(a, barrier, h_buffers, c_buffers, rank, threads);
+  });
   return ffi::Error::Success();
 }
 
@@ -360,7 +363,10 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
   if (gru) shared.d_proj.resize(chunk);
   std::lock_guard<std::mutex> lock(g_call_mutex);
   Barrier barrier(threads);
-  RunTeam(threads, [&](int rank) { BackwardPart(a, barrier, shared, rank, threads); });
+  RunTeam(threads, [&](int rank) {
+    OneBlasThread one;
+    BackwardPart(a, barrier, shared, rank, threads);
+  });
   return ffi::Error::Success();
 }
 
@@ -433,11 +439,14 @@ bool AddressOf(PyObject* object, Fn* out) {
 }
 
 PyObject* SetBlas(PyObject*, PyObject* args) {
-  PyObject *sgemm, *get_size, *pack, *compute;
-  if (!PyArg_ParseTuple(args, "OOOO", &sgemm, &get_size, &pack, &compute)) return nullptr;
+  PyObject *sgemm, *get_size, *pack, *compute, *threads_local;
+  if (!PyArg_ParseTuple(args, "OOOOO", &sgemm, &get_size, &pack, &compute, &threads_local)) {
+    return nullptr;
+  }
   rnnjax::Blas blas;
   if (!AddressOf(sgemm, &blas.sgemm) || !AddressOf(get_size, &blas.pack_get_size) ||
-      !AddressOf(pack, &blas.pack) || !AddressOf(compute, &blas.compute)) {
+      !AddressOf(pack, &blas.pack) || !AddressOf(compute, &blas.compute) ||
+      !AddressOf(threads_local, &blas.set_threads_local)) {
     return nullptr;
   }
   if (blas.sgemm == nullptr) {
@@ -458,8 +467,9 @@ PyObject* Handlers(PyObject*, PyObject*) {
 
 PyMethodDef kMethods[] = {
     {"set_blas", SetBlas, METH_VARARGS,
-     "set_blas(sgemm, pack_get_size, pack, compute): addresses of cblas_sgemm and, or None, of "
-     "MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack and cblas_sgemm_compute."},
+     "set_blas(sgemm, pack_get_size, pack, compute, set_threads_local): addresses of cblas_sgemm "
+     "and, or None, of MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute "
+     "and MKL_Set_Num_Threads_Local."},
     {"handlers", Handlers, METH_NOARGS, "The XLA FFI handlers, by name, as PyCapsules."},
     {nullptr, nullptr, 0, nullptr},
 };
