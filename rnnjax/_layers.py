@@ -28,10 +28,12 @@ class Recurrent(abc.ABC):
       batch_first: inputs and outputs are ``[B, T, F]`` (True) or ``[T, B, F]`` (False). Unlike
         PyTorch the default is True, the usual layout in JAX code.
       input_init, recurrent_init: initialisers of the cells (see ``rnnjax.cells``).
-      unroll, remat, hoist_inputs: options of ``rnnjax.unroll``. ``hoist_inputs=None`` (the
-        default) projects the inputs inside each step on CPU, where one ``[T*B, I] @ [I, G*H]``
-        matmul and the round trip of its result through memory cost more than the small per-step
-        matmuls, and hoists it out of the loop on a GPU (``benchmarks/RESULTS.md``).
+      unroll, remat, hoist_inputs: options of ``rnnjax.unroll`` for the scan and fused
+        backends (the native kernels project the inputs in chunks of steps themselves).
+        ``hoist_inputs=None`` (the default) projects the inputs inside each step on CPU, where
+        XLA's one ``[T*B, I] @ [I, G*H]`` matmul and the round trip of its result through memory
+        cost more than the small per-step matmuls, and hoists it out of the loop on a GPU
+        (``benchmarks/RESULTS.md``).
       backend: ``"auto"`` (default), ``"scan"``, ``"fused"``, ``"native"`` or ``"cudnn"``; see
         ``rnnjax.Backend``. FUSED computes the weight gradients as large matmuls after the loop
         (LSTM without projection, reset-after GRU, RNN); NATIVE runs each direction's time loop
