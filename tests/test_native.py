@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax import _native, cells
+from rnnjax import _native, _native_loading, cells
 from rnnjax._backends import Backend, resolve_layer
 from rnnjax._unroll import scan_time_major
 from tests import reference
@@ -45,7 +45,7 @@ def test_extension_is_built_where_a_compiler_is():
     assert _native.available(), _native.unavailable_reason()
 
 
-BLAS = [name for name in ("mkl", "openblas") if _native._blas_addresses(name) is not None]
+BLAS = [name for name in ("mkl", "openblas") if _native_loading.blas_addresses(name) is not None]
 
 
 @pytest.fixture(params=BLAS)
