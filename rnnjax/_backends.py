@@ -103,11 +103,10 @@ def resolve_layer(
     backend = _parse(backend)
     platform = platform or jax.default_backend()
     if backend is Backend.NATIVE:
-        _check_native_structure(cell, remat)
-        _check_native_call(dtype, platform)
+        _raise_if(_native_problem(cell, remat, dtype, platform))
         return backend
     if backend is Backend.AUTO and platform == "cpu":
-        if _native_runs(cell, remat, dtype) and _native.available():
+        if _native_problem(cell, remat, dtype, platform) is None:
             return Backend.NATIVE
     if backend is not Backend.CUDNN:
         return resolve(backend, cell, platform=platform)
@@ -124,12 +123,6 @@ def resolve_layer(
     return backend
 
 
-def _native_runs(cell: Cell, remat: bool, dtype) -> bool:
-    """Whether NATIVE computes this layer: its cells, float32, and no remat (the kernels keep
-    every step's activations, as plain backpropagation does)."""
-    return _native.supports(cell) and not remat and jnp.dtype(dtype) == jnp.float32
-
-
 def check_structure(backend: "Backend | str", cell: Cell, *, remat: bool = False) -> None:
     """What a layer can check when it is built: the backend's name, cell and remat (the platform
     and dtype are known at call time, where ``resolve_layer`` checks them)."""
@@ -137,7 +130,7 @@ def check_structure(backend: "Backend | str", cell: Cell, *, remat: bool = False
     if backend is Backend.FUSED:
         _check_fusable(cell)
     elif backend is Backend.NATIVE:
-        _check_native_structure(cell, remat)
+        _raise_if(_native_problem(cell, remat))
     elif backend is Backend.CUDNN:
         _check_cudnn_structure(cell, remat)
 
@@ -149,21 +142,26 @@ def _check_cudnn_structure(cell: Cell, remat: bool) -> None:
         raise ValueError("backend='cudnn' keeps cuDNN's own activations: it needs remat=False")
 
 
-def _check_native_structure(cell: Cell, remat: bool) -> None:
+def _native_problem(cell: Cell, remat: bool, dtype=None, platform=None) -> str | None:
+    """Why NATIVE cannot run this layer, or None; ``dtype`` and ``platform`` are checked when
+    given (a layer being built does not know them yet)."""
     if not _native.supports(cell):
-        raise ValueError(
+        return (
             "backend='native' runs the built-in LSTMCell (no proj_size), reset-after GRUCell and "
             f"ElmanCell, got {cell!r}"
         )
-    if remat:
-        raise ValueError("backend='native' keeps every step's activations: it needs remat=False")
-
-
-def _check_native_call(dtype, platform: str) -> None:
-    if jnp.dtype(dtype) != jnp.float32:
-        raise ValueError(f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}")
+    if remat:  # the kernels keep every step's activations, as plain backpropagation does
+        return "backend='native' keeps every step's activations: it needs remat=False"
+    if dtype is not None and jnp.dtype(dtype) != jnp.float32:
+        return f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}"
+    if platform is None:
+        return None
     if platform != "cpu":
-        raise ValueError(f"backend='native' runs on CPU, but JAX runs on {platform!r}")
+        return f"backend='native' runs on CPU, but JAX runs on {platform!r}"
     reason = _native.unavailable_reason()
-    if reason is not None:
-        raise ValueError(f"backend='native' cannot run here: {reason}")
+    return None if reason is None else f"backend='native' cannot run here: {reason}"
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)

@@ -46,8 +46,6 @@ __all__ = [
     "use_blas",
 ]
 
-_CELLS = (LSTMCell, GRUCell, ElmanCell)
-
 
 def threads_for(hidden_size: int, gates: int, batch: int) -> int:
     """Threads per kernel call: the CPUs this process may use (``RNNJAX_NATIVE_THREADS``
@@ -71,7 +69,7 @@ def available() -> bool:
 
 def supports(cell: Cell) -> bool:
     """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
-    return type(cell) in _CELLS and cell.fusable
+    return type(cell) in _GATES and cell.fusable
 
 
 def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bool = False):
@@ -98,14 +96,14 @@ def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bo
     return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
 
 
-_KINDS = {LSTMCell: 0, GRUCell: 1}
+# The cells the kernels compute, with their gate counts.
 _GATES = {LSTMCell: 4, GRUCell: 3, ElmanCell: 1}
 
 
 def _kind(cell: Cell) -> np.int32:
     if isinstance(cell, ElmanCell):
         return np.int32(3 if cell.nonlinearity == "relu" else 2)
-    return np.int32(_KINDS[type(cell)])
+    return np.int32(0 if isinstance(cell, LSTMCell) else 1)
 
 
 def _kernel_params(cell: Cell, params):
@@ -175,7 +173,7 @@ def _recurrence_bwd(cell, reverse, residuals, cotangents):
     results = _f32(xs.shape, w_ih.shape, w_hh.shape, bias.shape, bias.shape, dh.shape, dc.shape)
     call = jax.ffi.ffi_call("rnnjax_backward", results, vmap_method="sequential")
     dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
-        xs, w_ih, bias, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc,
+        xs, w_ih, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc,
         kind=_kind(cell), reverse=reverse, threads=_threads(cell, xs.shape[1]),
     )  # fmt: skip
     d_b_hn = db_hw[2 * hidden :] if isinstance(cell, GRUCell) else jnp.zeros((hidden,), jnp.float32)

@@ -70,8 +70,7 @@ std::vector<float> GateColumns(const float* w, int64_t rows, const Shape& s, Ran
 }
 
 ffi::Error Check(const Shape& s, int32_t kind, ffi::Buffer<ffi::F32> w_ih,
-                 ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> bias,
-                 ffi::Buffer<ffi::U8> valid, int32_t threads) {
+                 ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t threads) {
   if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
   if (kind < kLstm || kind > kRelu) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
   if (threads < 1) return ffi::Error::InvalidArgument("rnnjax: threads must be >= 1");
@@ -81,8 +80,6 @@ ffi::Error Check(const Shape& s, int32_t kind, ffi::Buffer<ffi::F32> w_ih,
   auto id = w_ih.dimensions();
   if (id.size() != 2 || id[0] != s.I || id[1] != s.GH())
     return ffi::Error::InvalidArgument("rnnjax: w_ih must be [I, G*H]");
-  if (bias.element_count() != static_cast<size_t>(s.GH()))
-    return ffi::Error::InvalidArgument("rnnjax: bias must be [G*H]");
   auto vd = valid.dimensions();
   if (vd.size() != 2 || vd[0] != s.T || vd[1] != s.B)
     return ffi::Error::InvalidArgument("rnnjax: valid must be [T, B]");
@@ -175,7 +172,9 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::ResultBuffer<ffi::F32> prev_c, int32_t kind, bool reverse, bool keep,
                    int32_t threads) {
   const Shape s = ShapeOf(x, w_hh, kind);
-  if (auto e = Check(s, kind, w_ih, w_hh, bias, valid, threads); e.failure()) return e;
+  if (auto e = Check(s, kind, w_ih, w_hh, valid, threads); e.failure()) return e;
+  if (bias.element_count() != static_cast<size_t>(s.GH()))
+    return ffi::Error::InvalidArgument("rnnjax: bias must be [G*H]");
   const bool lstm = kind == kLstm;
   if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
     std::copy_n(h0.typed_data(), s.B * s.H, h_last->typed_data());
@@ -310,7 +309,7 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
 // cotangent), db_hw [GH] (GRU: that of h W_hh + b_hn, whose last H entries are b_hn's; zeros
 // otherwise), dh0, dc0.
 ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
-                    ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
+                    ffi::Buffer<ffi::F32> w_hh,
                     ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> prev_h,
                     ffi::Buffer<ffi::F32> prev_c, ffi::Buffer<ffi::U8> valid,
                     ffi::Buffer<ffi::F32> d_out, ffi::Buffer<ffi::F32> dh_last,
@@ -320,7 +319,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                     ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                     int32_t kind, bool reverse, int32_t threads) {
   const Shape s = ShapeOf(x, w_hh, kind);
-  if (auto e = Check(s, kind, w_ih, w_hh, bias, valid, threads); e.failure()) return e;
+  if (auto e = Check(s, kind, w_ih, w_hh, valid, threads); e.failure()) return e;
   const bool lstm = kind == kLstm, gru = kind == kGru;
   BackwardArgs a{s,
                  kind,
@@ -372,7 +371,6 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
 
 using F32 = ffi::Buffer<ffi::F32>;
 using U8 = ffi::Buffer<ffi::U8>;
-using Out = ffi::ResultBuffer<ffi::F32>;
 
 }  // namespace
 }  // namespace rnnjax
@@ -402,7 +400,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                               xla::ffi::Ffi::Bind()
                                   .Arg<rnnjax::F32>()  // x
                                   .Arg<rnnjax::F32>()  // w_ih
-                                  .Arg<rnnjax::F32>()  // bias
                                   .Arg<rnnjax::F32>()  // w_hh
                                   .Arg<rnnjax::F32>()  // acts
                                   .Arg<rnnjax::F32>()  // prev_h
