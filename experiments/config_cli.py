@@ -6,27 +6,20 @@ while absl parses the flags; ``parse_flags`` checks the overrides against the co
 
 import difflib
 import importlib.util
+import os
 import sys
 
 import ml_collections
 from absl import flags
 
-_CELLS = ("rnn", "lstm", "gru")
-_POSITIVE_INTS = (
+_SHARED_POSITIVE_INTS = (
     "num_steps",
     "batch_size",
-    "seq_len",
     "log_every",
     "eval_every",
     "checkpoint_every",
     "keep_checkpoints",
-    "eval_batch_size",
     "max_nonfinite_in_a_row",
-    "sample_length",
-    "model.hidden_size",
-    "model.num_layers",
-    "model.embed_size",
-    "model.unroll",
 )
 
 
@@ -46,6 +39,8 @@ def _field_paths(config, prefix="") -> dict:
 
 def _load_config(spec: str):
     path, _, preset = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path!r}")
     module_spec = importlib.util.spec_from_file_location("_config_module", path)
     if module_spec is None:
         raise ConfigError(f"config file not found or not a Python file: {path!r}")
@@ -63,6 +58,10 @@ def _load_config(spec: str):
 def check_overrides(argv: list, flag_name: str = "config") -> None:
     """Raises ``ConfigError`` for a ``--config.FIELD=...`` naming no field of the config file."""
     specs = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag_name}=")]
+    if specs:
+        path = specs[-1].partition(":")[0]
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path!r} (--{flag_name}=PATH[:preset])")
     overrides = [
         a.split("=", 1)[0].split(".", 1)[1]
         for a in argv
@@ -95,33 +94,50 @@ def _exit(message: str):
 
 
 def validate(config) -> None:
-    """Checks values before anything is built; raises ``ConfigError``."""
-    for path in _POSITIVE_INTS:
-        value = _get(config, path)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"config.{path} must be a positive integer, got {value!r}")
-    if config.model.cell not in _CELLS:
-        raise ConfigError(
-            f"config.model.cell must be one of {list(_CELLS)}, got {config.model.cell!r}"
-        )
-    if not 0.0 <= config.model.dropout < 1.0:
-        raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")
-    if not 0.0 <= config.data.val_fraction < 1.0:
-        raise ConfigError(
-            f"config.data.val_fraction must be in [0, 1), got {config.data.val_fraction!r}"
-        )
-    for path in ("learning_rate", "grad_clip_norm", "sample_temperature"):
-        if not _get(config, path) > 0:
-            raise ConfigError(f"config.{path} must be positive, got {_get(config, path)!r}")
-    if config.schedule not in ("cosine", "constant"):
-        raise ConfigError(
-            f"config.schedule must be 'cosine' or 'constant', got {config.schedule!r}"
-        )
+    """Checks the shared fields, then the task's own (``task.validate``); raises ``ConfigError``."""
+    from experiments import tasks  # tasks import this module for the check helpers
+
+    try:
+        task = tasks.get(config.get("task", "char_lm"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    check_positive_ints(config, *_SHARED_POSITIVE_INTS)
+    check_positive(config, "learning_rate")
+    check_positive(config, "grad_clip_norm")
+    check_choice(config, "schedule", ("cosine", "constant"))
     if not 0 <= config.warmup_steps < config.num_steps:
         raise ConfigError(
             f"config.warmup_steps must be in [0, num_steps={config.num_steps}), "
             f"got {config.warmup_steps!r}"
         )
+    if config.time_budget_s < 0:
+        raise ConfigError(f"config.time_budget_s must be >= 0, got {config.time_budget_s!r}")
+    task.validate(config)
+
+
+def check_positive_ints(config, *paths: str) -> None:
+    for path in paths:
+        value = _get(config, path)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"config.{path} must be a positive integer, got {value!r}")
+
+
+def check_positive(config, path: str) -> None:
+    if not _get(config, path) > 0:
+        raise ConfigError(f"config.{path} must be positive, got {_get(config, path)!r}")
+
+
+def check_range(config, path: str, low: float, high: float) -> None:
+    """``low <= value < high``."""
+    value = _get(config, path)
+    if not low <= value < high:
+        raise ConfigError(f"config.{path} must be in [{low:g}, {high:g}), got {value!r}")
+
+
+def check_choice(config, path: str, choices) -> None:
+    value = _get(config, path)
+    if value not in choices:
+        raise ConfigError(f"config.{path} must be one of {list(choices)}, got {value!r}")
 
 
 def _get(config, path: str):

@@ -1,7 +1,10 @@
 """The trainer: ``python -m experiments.train --config=experiments/configs/NAME.py --workdir=DIR``.
 
-Any config field can be overridden (``--config.model.cell=gru``). Rerunning the same command with
-the same workdir resumes from the latest checkpoint; SIGTERM saves one and exits with status 143.
+One loop for every task: ``config.task`` names a module of ``experiments/tasks`` that supplies the
+data, model, loss, evaluation and what to show; the loop, optimizer, schedule, clipping,
+checkpoints, preemption, metrics and time budget are here. Any config field can be overridden
+(``--config.model.cell=gru``). Rerunning the same command with the same workdir resumes from the
+latest checkpoint; SIGTERM saves one and exits with status 143.
 """
 
 import json
@@ -16,7 +19,7 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import char_task, config_cli
+from experiments import config_cli, tasks
 from rnnjax import data, training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).")
@@ -39,11 +42,32 @@ def make_schedule(config):
     )
 
 
-def create_train_state(config, model, optimizer):
+def make_optimizer(config):
+    """AdamW on the schedule, after global-norm clipping; returns ``(optimizer, schedule)``."""
+    schedule = make_schedule(config)
+    optimizer = training.make_optimizer(
+        optax.adamw(schedule, weight_decay=config.weight_decay), config.grad_clip_norm
+    )
+    return optimizer, schedule
+
+
+def create_train_state(config, task, model, optimizer):
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    carry = model.initial_state(config.batch_size) if config.data.tbptt else ()
+    carry = task.initial_carry(config, model)
     params = jax.jit(model.init)(init_key)  # one compilation instead of many small eager ops
     return training.create_train_state(params, optimizer, train_key, carry)
+
+
+def restore_model(config, workdir: str, task, data):
+    """The model of a trained run and the parameters of its latest checkpoint."""
+    model = task.build_model(config, data)
+    optimizer, _ = make_optimizer(config)
+    checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
+    if checkpointer.latest_step is None:
+        raise training.CheckpointError(f"no checkpoint in {workdir!r}: train a model there first")
+    state = checkpointer.restore_latest(create_train_state(config, task, model, optimizer))
+    checkpointer.close()
+    return model, state.params
 
 
 def _mean_metrics(pending: list) -> dict:
@@ -52,60 +76,61 @@ def _mean_metrics(pending: list) -> dict:
     return {name: float(np.mean([m[name] for m in pending])) for name in pending[0]}
 
 
+def _log_eval(step: int, metrics: dict) -> None:
+    shown = " | ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in metrics.items()
+    )
+    logging.info("eval step %d | %s", step, shown)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains ``config`` in ``workdir`` (resuming from it) and returns the final eval metrics."""
+    task = tasks.get(config.task)
     os.makedirs(workdir, exist_ok=True)
-    corpus = char_task.load_corpus(config, workdir)
+    data = task.load_data(config, workdir)
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
         f.write(config.to_json(indent=2))
-    model = char_task.build_model(config, corpus.vocab_size)
-    schedule = make_schedule(config)
-    optimizer = training.make_optimizer(
-        optax.adamw(schedule, weight_decay=config.weight_decay), config.grad_clip_norm
-    )
+    model = task.build_model(config, data)
+    optimizer, schedule = make_optimizer(config)
     checkpointer = training.Checkpointer(
         os.path.join(workdir, "checkpoints"), config.keep_checkpoints
     )
-    state = checkpointer.restore_latest(create_train_state(config, model, optimizer))
+    state = checkpointer.restore_latest(create_train_state(config, task, model, optimizer))
     train_step = training.make_train_step(
-        char_task.make_loss_fn(model, config.data.tbptt),
+        task.make_loss_fn(config, model),
         optimizer,
         max_norm=config.grad_clip_norm,
         learning_rate_fn=schedule,
     )
-    eval_step = char_task.make_eval_step(model, config.data.tbptt)
-    sample = char_task.make_sampler(model, corpus, config)
+    evaluate = task.make_evaluator(config, model, data)
+    show = task.make_show(config, model, data)
     writer = training.MetricWriter(workdir)
 
-    def evaluate_and_sample(params, step, max_tokens):
-        tokens = corpus.valid if len(corpus.valid) else corpus.train
-        metrics = char_task.evaluate(config, model, eval_step, params, tokens, max_tokens)
+    def evaluate_and_show(params, step, final):
+        metrics = evaluate(params, final)
         writer.write(step, "eval", metrics)
-        logging.info(
-            "eval step %d | loss %.4f nats/char | %.4f bits/char | accuracy %.4f | %d chars",
-            step, metrics["loss"], metrics["bits_per_char"], metrics["accuracy"], metrics["tokens"],
-        )  # fmt: skip
-        text = sample(params, step)
-        writer.write_text(step, "sample", text)
-        logging.info("sample at step %d:\n%s", step, text)
+        _log_eval(step, metrics)
+        text = show(params, step)
+        if text:
+            writer.write_text(step, "sample", text)
+            logging.info("at step %d:\n%s", step, text)
         return metrics
 
     step = int(state.step)
     logging.info(
-        "%s at step %d: %d train / %d validation chars, vocabulary %d, %d parameters",
+        "%s at step %d: task %s, %s, %d parameters",
         "resuming" if step else "starting",
         step,
-        len(corpus.train),
-        len(corpus.valid),
-        corpus.vocab_size,
+        config.task,
+        task.describe(data),
         sum(x.size for x in jax.tree.leaves(state.params)),
     )
-    tokens_per_step = config.batch_size * config.seq_len
-    throughput = training.Throughput(step, config.num_steps, tokens_per_step)
+    throughput = training.Throughput(step, config.num_steps, task.tokens_per_step(config))
     start, pending = time.monotonic(), []
     with training.PreemptionFlag() as preemption:
         while step < config.num_steps:
-            batch = char_task.train_batch(config, corpus.train, step)
+            batch = task.train_batch(config, data, step)
             state, metrics = train_step(state, batch)
             pending.append(metrics)
             step += 1
@@ -122,16 +147,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 checkpointer.save(state)
                 raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {workdir}")
             if step % config.eval_every == 0 and step < config.num_steps:
-                evaluate_and_sample(state.params, step, config.eval_max_tokens)
+                evaluate_and_show(state.params, step, final=False)
                 throughput.restart(step)
             if config.time_budget_s and time.monotonic() - start > config.time_budget_s:
                 logging.warning(
                     "time budget of %.0fs reached at step %d", config.time_budget_s, step
                 )
                 break
+    train_seconds = time.monotonic() - start
     checkpointer.save(state)
-    final = evaluate_and_sample(state.params, step, max_tokens=0)  # the whole validation split
-    final.update(step=step, train_seconds=time.monotonic() - start)
+    final = evaluate_and_show(state.params, step, final=True)
+    final.update(step=step, train_seconds=train_seconds)
     with open(os.path.join(workdir, "final_eval.json"), "w", encoding="utf-8") as f:
         json.dump(final, f, indent=2)
     writer.close()
@@ -155,7 +181,7 @@ def main(argv):
     try:
         config_cli.validate(_CONFIG.value)
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (config_cli.ConfigError, data.CorpusError) as e:
+    except (config_cli.ConfigError, data.DataError, training.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except training.NonFiniteError as e:

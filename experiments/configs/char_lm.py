@@ -29,6 +29,8 @@ Smoke preset (seconds): `--config=experiments/configs/char_lm.py:tiny`.
 
 import ml_collections
 
+from experiments.configs._base import base_config
+
 PRESETS = ("default", "shakespeare", "tiny")
 
 
@@ -36,29 +38,14 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     """Returns the config of ``preset`` (the text after ':' in ``--config=...char_lm.py:NAME``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown char_lm preset {preset!r}; choose one of {list(PRESETS)}")
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    c = base_config("char_lm")
     c.num_steps = 1200
-    c.batch_size = 32
     c.seq_len = 100
-    c.learning_rate = 3e-3
-    c.warmup_steps = 50
-    c.final_lr_fraction = 0.05  # cosine decay from learning_rate to this fraction of it
-    c.schedule = "cosine"  # or "constant"
-    c.weight_decay = 0.0
-    c.grad_clip_norm = 1.0
-    c.log_every = 25
-    c.eval_every = 400
     c.eval_max_tokens = 50_000  # intermediate evaluations; the final one covers the whole split
     c.eval_batch_size = 32
-    c.checkpoint_every = 400
-    c.keep_checkpoints = 2
-    c.max_nonfinite_in_a_row = 20
-    c.time_budget_s = 0.0  # stop gracefully (final save and evaluation) after this; 0 for none
     c.sample_length = 300
     c.sample_temperature = 0.8
 
-    c.model = ml_collections.ConfigDict()
     c.model.cell = "lstm"  # rnn, lstm or gru
     c.model.hidden_size = 256
     c.model.num_layers = 1
@@ -66,7 +53,6 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.model.dropout = 0.0
     c.model.unroll = 1
 
-    c.data = ml_collections.ConfigDict()
     c.data.path = ""  # a text file (plain or .gz); empty: Python's standard library source
     c.data.text = ""  # literal training text, used when path is empty (see hello.py)
     c.data.max_chars = 1_500_000  # cap on the standard-library corpus

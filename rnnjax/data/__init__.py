@@ -1,11 +1,13 @@
-"""Character corpora and batches that are pure functions of (seed, step)."""
+"""Corpora, labelled sentences, vocabularies, batches: pure functions of (seed, step)."""
 
 from rnnjax.data._batches import eval_windows, random_windows, stream_windows
+from rnnjax.data._errors import DataError
 from rnnjax.data._text import CharCorpus, CorpusError, load_corpus, read_text, stdlib_text
 
 __all__ = [
     "CharCorpus",
     "CorpusError",
+    "DataError",
     "eval_windows",
     "load_corpus",
     "random_windows",

@@ -7,8 +7,10 @@ import sysconfig
 
 import numpy as np
 
+from rnnjax.data._errors import DataError
 
-class CorpusError(ValueError):
+
+class CorpusError(DataError):
     """A data file that is missing, unreadable, not UTF-8 or too short; the message says which."""
 
 

@@ -4,11 +4,16 @@ orbax notices SIGTERM by itself only under ``jax.distributed``, so ``PreemptionF
 plain handler: the loop polls it between steps, saves and exits.
 """
 
+import logging
 import os
 import signal
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be restored into this run; the message says why and what to do."""
 
 
 class Checkpointer:
@@ -18,12 +23,15 @@ class Checkpointer:
     complete, so a run killed mid-save leaves the previous checkpoint as the latest one.
     """
 
-    def __init__(self, directory: str, max_to_keep: int):
+    def __init__(self, directory: str, max_to_keep: int, *, create: bool = True):
+        self._directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
+            self._directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=create
             ),
+            # Named up front so that reading a step's metadata needs no restore call first.
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
 
     @property
@@ -39,12 +47,38 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore_latest(self, like):
-        """Returns the latest saved state, shaped like ``like``, or ``like`` when none is saved."""
-        step = self.latest_step
-        if step is None:
+        """The latest intact saved state, shaped like ``like``; ``like`` when none is saved.
+
+        A checkpoint that cannot be read (a corrupted file) is skipped with a warning and the one
+        before it is tried. A checkpoint of another model (different shapes or structure) raises
+        ``CheckpointError`` naming the first differences, before anything is restored.
+
+        Raises:
+          CheckpointError: the checkpoint belongs to another model, or none of them can be read.
+        """
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             return like
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        for step in steps:
+            try:
+                metadata = self._manager.item_metadata(step)
+                stored = _shapes(metadata.tree) if metadata is not None else None
+            except Exception:  # noqa: BLE001 - any unreadable metadata means a damaged step
+                stored = None
+            if stored is not None:
+                _check_same_model(stored, _shapes(abstract), step, self._directory)
+            try:
+                return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as e:  # noqa: BLE001 - orbax raises JSON, OS and value errors alike
+                logging.warning(
+                    "checkpoint %d in %s cannot be read (%s: %s); trying the previous one",
+                    step, self._directory, type(e).__name__, str(e).splitlines()[0][:200],
+                )  # fmt: skip
+        raise CheckpointError(
+            f"none of the checkpoints {steps} in {self._directory!r} can be read; "
+            "move the directory away to start afresh"
+        )
 
     def close(self) -> None:
         self._manager.close()
@@ -68,3 +102,36 @@ class PreemptionFlag:
     def __exit__(self, *exc):
         signal.signal(signal.SIGTERM, self._previous)
         return False
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _shapes(tree) -> dict:
+    """``{"params.rnn.0.w_ih": (shape, dtype)}`` for the leaves of a state or of its metadata."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        ".".join(_key_name(k) for k in path): (tuple(leaf.shape), str(leaf.dtype))
+        for path, leaf in leaves
+    }
+
+
+def _check_same_model(stored: dict, expected: dict, step: int, directory: str) -> None:
+    differences = [
+        f"{name} is {stored[name][0]} there and {want[0]} in this config"
+        for name, want in expected.items()
+        if name in stored and stored[name] != want
+    ]
+    differences += [f"{name} is missing there" for name in expected if name not in stored]
+    differences += [f"{name} is not in this model" for name in stored if name not in expected]
+    if differences:
+        more = f" (and {len(differences) - 2} more)" if len(differences) > 2 else ""
+        raise CheckpointError(
+            f"checkpoint {step} in {directory!r} was written by a different model: "
+            f"{'; '.join(differences[:2])}{more}. Resume with the config that run used "
+            "(config.json beside the checkpoints) or start in a new --workdir"
+        )

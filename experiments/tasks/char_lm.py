@@ -1,4 +1,7 @@
-"""The character-LM task: corpus from the config, batches, loss, evaluation step and samples."""
+"""The character-LM task: corpus from the config, batches, loss, evaluation and samples.
+
+Config: ``experiments/configs/char_lm.py`` (and ``hello.py``).
+"""
 
 import json
 import os
@@ -8,11 +11,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import config_cli
 from rnnjax import data, training
 from rnnjax.models import CharLM
 
+_CELLS = ("rnn", "lstm", "gru")
 
-def load_corpus(config, workdir: str) -> data.CharCorpus:
+
+def validate(config) -> None:
+    """Raises ``ConfigError`` for char-LM fields that cannot run."""
+    config_cli.check_positive_ints(
+        config,
+        "seq_len",
+        "eval_batch_size",
+        "sample_length",
+        "model.hidden_size",
+        "model.num_layers",
+        "model.embed_size",
+        "model.unroll",
+    )
+    config_cli.check_choice(config, "model.cell", _CELLS)
+    config_cli.check_range(config, "model.dropout", 0.0, 1.0)
+    config_cli.check_range(config, "data.val_fraction", 0.0, 1.0)
+    config_cli.check_positive(config, "sample_temperature")
+
+
+def load_data(config, workdir: str) -> data.CharCorpus:
     """Reads the configured text; the vocabulary is saved in the workdir and reused on resume."""
     if config.data.path:
         text = data.read_text(config.data.path)
@@ -21,10 +45,7 @@ def load_corpus(config, workdir: str) -> data.CharCorpus:
     else:
         text = data.stdlib_text(config.data.max_chars)
     vocab_file = os.path.join(workdir, "vocab.json")
-    vocab = None
-    if os.path.exists(vocab_file):
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = json.load(f)["vocab"]
+    vocab = _read_vocab(vocab_file) if os.path.exists(vocab_file) else None
     corpus = data.load_corpus(
         text, config.data.val_fraction, min_chars=config.seq_len + 1, vocab=vocab
     )
@@ -40,22 +61,43 @@ def load_corpus(config, workdir: str) -> data.CharCorpus:
     return corpus
 
 
+def _read_vocab(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["vocab"]
+
+
 def _write_atomically(path: str, content: str) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(content)
     os.replace(path + ".tmp", path)
 
 
-def build_model(config, vocab_size: int) -> CharLM:
-    m = config.model
-    return CharLM(
-        vocab_size, m.cell, m.hidden_size, m.num_layers, m.embed_size, m.dropout, m.unroll
+def describe(corpus: data.CharCorpus) -> str:
+    return (
+        f"{len(corpus.train)} train / {len(corpus.valid)} validation chars, "
+        f"vocabulary {corpus.vocab_size}"
     )
 
 
-def train_batch(config, tokens: np.ndarray, step: int) -> dict:
+def tokens_per_step(config) -> int:
+    return config.batch_size * config.seq_len
+
+
+def build_model(config, corpus: data.CharCorpus) -> CharLM:
+    m = config.model
+    return CharLM(
+        corpus.vocab_size, m.cell, m.hidden_size, m.num_layers, m.embed_size, m.dropout, m.unroll
+    )
+
+
+def initial_carry(config, model: CharLM):
+    """The zero state of the stack with truncated BPTT, ``()`` without."""
+    return model.initial_state(config.batch_size) if config.data.tbptt else ()
+
+
+def train_batch(config, corpus: data.CharCorpus, step: int) -> dict:
     """The batch of ``step``: a pure function of (seed, step)."""
-    args = (tokens, config.seed, step, config.batch_size, config.seq_len)
+    args = (corpus.train, config.seed, step, config.batch_size, config.seq_len)
     if config.data.tbptt:
         inputs, targets, reset = data.stream_windows(*args)
     else:
@@ -63,8 +105,9 @@ def train_batch(config, tokens: np.ndarray, step: int) -> dict:
     return {"inputs": inputs, "targets": targets, "reset": np.bool_(reset)}
 
 
-def make_loss_fn(model: CharLM, tbptt: bool):
+def make_loss_fn(config, model: CharLM):
     """Mean next-character cross-entropy (nats); the carry is the model state when ``tbptt``."""
+    tbptt = config.data.tbptt
 
     def loss_fn(params, carry, batch, key):
         state = None
@@ -80,7 +123,7 @@ def make_loss_fn(model: CharLM, tbptt: bool):
     return loss_fn
 
 
-def make_eval_step(model: CharLM, tbptt: bool):
+def _make_eval_step(model: CharLM, tbptt: bool):
     """Jitted ``eval_step(params, carry, batch) -> (carry, masked sums)``, without dropout."""
 
     def eval_step(params, carry, batch):
@@ -91,18 +134,26 @@ def make_eval_step(model: CharLM, tbptt: bool):
     return jax.jit(eval_step)
 
 
-def evaluate(config, model: CharLM, eval_step, params, tokens: np.ndarray, max_tokens: int):
-    """Loss per character over ``tokens`` (its first ``max_tokens`` when > 0)."""
-    if max_tokens:
-        tokens = tokens[: max_tokens + 1]
-    batches = data.eval_windows(tokens, config.eval_batch_size, config.seq_len)
-    carry = model.initial_state(config.eval_batch_size) if config.data.tbptt else ()
-    metrics = training.evaluate(eval_step, params, batches, carry)
-    metrics["bits_per_char"] = metrics.pop("bits_per_token")
-    return metrics
+def make_evaluator(config, model: CharLM, corpus: data.CharCorpus):
+    """``evaluate(params, final)``: loss per character over the validation split (the training
+    text without one), its first ``eval_max_tokens`` unless ``final``."""
+    eval_step = _make_eval_step(model, config.data.tbptt)
+    all_tokens = corpus.valid if len(corpus.valid) else corpus.train
+
+    def evaluate(params, final: bool) -> dict:
+        tokens = all_tokens
+        if config.eval_max_tokens and not final:
+            tokens = tokens[: config.eval_max_tokens + 1]
+        batches = data.eval_windows(tokens, config.eval_batch_size, config.seq_len)
+        carry = model.initial_state(config.eval_batch_size) if config.data.tbptt else ()
+        metrics = training.evaluate(eval_step, params, batches, carry)
+        metrics["bits_per_char"] = metrics.pop("bits_per_token")
+        return metrics
+
+    return evaluate
 
 
-def make_sampler(model: CharLM, corpus: data.CharCorpus, config):
+def make_show(config, model: CharLM, corpus: data.CharCorpus):
     """``sample(params, step) -> str``: text streamed with the cells' step API from a newline."""
     first = "\n" if "\n" in corpus.vocab else corpus.decode(corpus.train[:1])
     prompt = jnp.asarray(corpus.encode(first))
