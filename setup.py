@@ -1,8 +1,10 @@
-"""Builds the native CPU backend's kernels (``rnnjax/csrc``); the rest is in pyproject.toml.
+"""Builds the native CPU backend's kernels (``rnnjax/recurrence/backends/csrc``).
+
+The rest is in pyproject.toml.
 
 The extension is optional: where it cannot be compiled (no C++ compiler, no jaxlib headers) the
-package still installs, and ``rnnjax._native.unavailable_reason()`` says why the layers fall back
-to the scan.
+package still installs, and ``rnnjax.recurrence.backends._native.unavailable_reason()`` says
+why the layers fall back to the scan.
 """
 
 import os
@@ -21,7 +23,7 @@ def _xla_ffi_include() -> list[str]:
 
 cpu_recurrence = Extension(
     "rnnjax._cpu_recurrence",
-    sources=["rnnjax/csrc/cpu_recurrence.cc"],
+    sources=["rnnjax/recurrence/backends/csrc/cpu_recurrence.cc"],
     include_dirs=_xla_ffi_include(),
     language="c++",
     # No -ffast-math: the kernels keep IEEE semantics. These two only let GCC vectorise the

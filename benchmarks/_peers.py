@@ -95,7 +95,7 @@ def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]
 
 def _with_blas(blas: str, run: Callable[[], object]) -> Callable[[], object]:
     """``run`` with the native kernels on ``blas``, the default restored after each call."""
-    from rnnjax import _native
+    from rnnjax.recurrence.backends import _native
 
     default = _native.blas()
     _native.use_blas(blas)  # raises where that BLAS is not installed: the impl is skipped

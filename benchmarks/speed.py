@@ -73,7 +73,7 @@ def machine() -> dict:
     import jax
     import torch
 
-    from rnnjax import _native
+    from rnnjax.recurrence.backends import _native
 
     cpu = platform.processor()
     try:

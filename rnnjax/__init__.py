@@ -5,10 +5,9 @@ P projection, D directions, L layers.
 """
 
 from rnnjax import cells, interop
-from rnnjax._backends import Backend
-from rnnjax._layers import GRU, LSTM, RNN, Recurrent
-from rnnjax._unroll import unroll
 from rnnjax.cells import LSTMState
+from rnnjax.layers import GRU, LSTM, RNN, Recurrent
+from rnnjax.recurrence import Backend, unroll
 
 __version__ = "0.1.0"
 

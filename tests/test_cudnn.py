@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax import _cudnn, cells
-from rnnjax._backends import Backend, resolve, resolve_layer
+from rnnjax import cells
+from rnnjax.recurrence.backends import Backend, _cudnn, resolve, resolve_layer
 
 B, T, IN, H = 3, 5, 3, 4
 

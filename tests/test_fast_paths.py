@@ -1,8 +1,9 @@
 """Every backend and layout option against the plain scan: values and gradients.
 
-The fused backend (``rnnjax._fused_vjp``) replaces JAX's derivative of the scan by a hand-written
-one, so its gradients w.r.t. parameters, inputs and initial states are compared with the plain
-scan's over lengths (with empty and full sequences), reverse, bidirectional stacks and remat.
+The fused backend (``rnnjax.recurrence.backends._fused_vjp``) replaces JAX's derivative of the
+scan by a hand-written one, so its gradients w.r.t. parameters, inputs and initial states are
+compared with the plain scan's over lengths (with empty and full sequences), reverse,
+bidirectional stacks and remat.
 """
 
 import dataclasses
@@ -14,7 +15,7 @@ import pytest
 
 import rnnjax
 from rnnjax import cells
-from rnnjax._backends import Backend, resolve
+from rnnjax.recurrence.backends import Backend, resolve
 
 B, T, IN = 3, 5, 3
 LENGTHS = np.array([5, 0, 2])

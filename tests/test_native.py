@@ -1,4 +1,4 @@
-"""The native CPU backend (``rnnjax._native``, compiled C++ time loop) against the plain scan.
+"""The native CPU backend (``recurrence/backends/_native.py``, compiled C++ loop) against the scan.
 
 Its forward and backward passes are written by hand in C++ (gate math, its VJP, the chunked weight
 and input gradients, the split of the hidden units over threads), so values and gradients w.r.t.
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax import _native, _native_loading, cells
-from rnnjax._backends import Backend, resolve_layer
-from rnnjax._unroll import scan_time_major
+from rnnjax import cells
+from rnnjax.recurrence._unroll import scan_time_major
+from rnnjax.recurrence.backends import Backend, _native, _native_loading, resolve_layer
 from tests import reference
 
 needs_native = pytest.mark.skipif(

@@ -79,7 +79,7 @@ class Cell(abc.ABC):
     def recurrent_step(self, params, state: State, projected: Float[Array, " GH"]):
         """One step from a projected input: returns ``(new_state, output [output_size])``."""
 
-    # Optional split of ``recurrent_step`` used by the fused backend (``rnnjax._fused_vjp``): a
+    # Optional split of ``recurrent_step`` used by the fused backend (``backends._fused_vjp``): a
     # cell whose step is ``pointwise_step(params, state, projected, recurrent_input(state) @ W)``
     # with ``W = recurrent_weight(params)`` and no other matmul says so with ``fusable``; its
     # backward pass then runs as one small matmul per step plus large matmuls after the scan.

@@ -3,7 +3,7 @@
 On XLA:CPU a ``lax.scan`` is a while loop of small thunks, and its dots with few columns (the
 input projection, K = I) run far below the machine's matmul rate: rnnjax's scan and flax's
 ``nn.RNN`` trained at 80-120 GFLOP/s where torch's fused oneDNN LSTM reached 125-150
-(``benchmarks/RESULTS.md``). ``rnnjax/csrc`` runs the time loop in C++ as XLA FFI custom calls:
+(``benchmarks/RESULTS.md``). ``backends/csrc`` runs the time loop in C++ as XLA FFI custom calls:
 
 - every matmul goes to MKL (the ``mkl`` wheel, ``pip install 'rnnjax[mkl]'``), whose packed API
   prepares ``W_hh`` once per call for the T per-step products, or else to OpenBLAS (the
@@ -12,7 +12,7 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
   overrides), so the gate math runs in parallel as well as the matmuls;
 - what is not sequential runs as large matmuls over chunks of steps: the input projection
   before the steps, and in the backward pass ``dW_hh += H_prev^T dZ``, ``dW_ih += X^T dZ``,
-  ``dX = dZ W_ih^T`` (the plan of the fused backend, ``rnnjax._fused_vjp``, and of cuDNN).
+  ``dX = dZ W_ih^T`` (the plan of the fused backend, ``backends._fused_vjp``, and of cuDNN).
 
 It runs the built-in LSTM (no projection), reset-after GRU and Elman cells in float32 on CPU, full
 or packed (``valid``) batches, either direction. The extension is built when the package is
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _native_loading as _loading
-from rnnjax._native_loading import blas, unavailable_reason, use_blas
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState
+from rnnjax.recurrence.backends import _native_loading as _loading
+from rnnjax.recurrence.backends._native_loading import blas, unavailable_reason, use_blas
 
 __all__ = [
     "available",

@@ -6,10 +6,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _cudnn, _layer_checks
-from rnnjax._backends import Backend, check_structure, resolve_layer
-from rnnjax._unroll import scan_time_major
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
+from rnnjax.layers import _layer_checks
+from rnnjax.recurrence._unroll import scan_time_major
+from rnnjax.recurrence.backends import Backend, _cudnn, check_structure, resolve_layer
 
 
 @dataclasses.dataclass(frozen=True)

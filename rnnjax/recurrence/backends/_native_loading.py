@@ -1,6 +1,6 @@
 """Loading the native CPU backend: the compiled extension, a BLAS for it, its FFI handlers.
 
-The extension (``rnnjax/csrc``, built at install) takes the addresses of its BLAS functions from
+The extension (``backends/csrc``, built at install) takes the addresses of its BLAS functions from
 here: MKL's (the ``mkl`` wheel, ``rnnjax[mkl]``) where installed, with its packed-matrix API,
 else OpenBLAS's (the ``scipy-openblas32`` wheel, a dependency, private to rnnjax). Nothing is
 loaded before a layer first asks whether the backend is available.

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Bool
 
-from rnnjax._backends import Backend, _parse, resolve
-from rnnjax._fused_vjp import fused_recurrence, select_valid
-from rnnjax._native import native_recurrence
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
+from rnnjax.recurrence.backends._fused_vjp import fused_recurrence, select_valid
+from rnnjax.recurrence.backends._native import native_recurrence
+from rnnjax.recurrence.backends._resolve import Backend, _parse, resolve
 
 
 def unroll(
@@ -51,7 +51,7 @@ def unroll(
       hoist_inputs: compute the input projection for all steps in one matmul before the scan
         (True) or inside each step (False).
       backend: ``"scan"`` (default), ``"fused"`` (hand-written backward pass, see
-        ``rnnjax._fused_vjp``; fusable cells) or ``"auto"``. Under
+        ``rnnjax.recurrence.backends._fused_vjp``; fusable cells) or ``"auto"``. Under
         ``jax.vmap`` the fused backward computes one weight gradient per example before summing
         them, so batches are faster through the layers (``rnnjax.LSTM``...), which use it batched.
 
@@ -141,7 +141,7 @@ def scan_time_major(
       reverse, unroll, remat, hoist_inputs: as ``unroll``. With the fused backend ``remat``
         recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
         it; the states are kept either way.
-      backend: a ``Backend`` or its value; AUTO resolves with ``rnnjax._backends.resolve``.
+      backend: a ``Backend`` or its value; AUTO resolves with ``backends.resolve``.
         NATIVE (resolved by the layers) ignores ``unroll`` and ``hoist_inputs``: its kernels
         project the inputs in chunks of steps themselves.
 

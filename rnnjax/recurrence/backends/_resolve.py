@@ -1,11 +1,11 @@
 """Backends of the recurrence: one enum, one resolver, each backend tested against the plain scan.
 
 ``SCAN`` is ``lax.scan`` over the cell's step, differentiated by JAX: it runs every cell and
-option. ``FUSED`` (``rnnjax._fused_vjp``) has a hand-written backward pass whose weight gradients
+option. ``FUSED`` (``backends._fused_vjp``) has a hand-written backward pass whose weight gradients
 are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``NATIVE``
-(``rnnjax._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
+(``backends._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
 matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32. ``CUDNN``
-(``rnnjax._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU.
+(``backends._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU.
 
 ``AUTO`` picks what ``benchmarks/RESULTS.md`` measured fastest on the platform at hand:
 - CPU: NATIVE for a layer whose cell, dtype and options it runs (and where the extension is
@@ -22,8 +22,8 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _cudnn, _native
 from rnnjax.cells import Cell
+from rnnjax.recurrence.backends import _cudnn, _native
 
 
 class Backend(enum.Enum):
@@ -94,7 +94,7 @@ def resolve_layer(
       cell: the layer's cell.
       remat: the layer's ``remat`` (cuDNN keeps its own activations: no remat).
       dtype: the inputs' dtype.
-      with_lengths: whether the call has ``lengths`` (refused by CUDNN, see ``rnnjax._cudnn``).
+      with_lengths: whether the call has ``lengths`` (refused by CUDNN, see ``backends._cudnn``).
       platform: ``jax.default_backend()`` when None.
 
     Returns:
