@@ -15,11 +15,11 @@ import time
 
 import jax
 import numpy as np
-import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import config_cli, tasks
+from experiments.run_state import create_train_state, make_optimizer
 from rnnjax import data, training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).")
@@ -30,46 +30,6 @@ class Preempted(Exception):
     """SIGTERM arrived; a checkpoint of the current step was saved."""
 
 
-def make_schedule(config):
-    if config.schedule == "constant":
-        return optax.constant_schedule(config.learning_rate)
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=config.learning_rate,
-        warmup_steps=config.warmup_steps,
-        decay_steps=config.num_steps,
-        end_value=config.learning_rate * config.final_lr_fraction,
-    )
-
-
-def make_optimizer(config):
-    """AdamW on the schedule, after global-norm clipping; returns ``(optimizer, schedule)``."""
-    schedule = make_schedule(config)
-    optimizer = training.make_optimizer(
-        optax.adamw(schedule, weight_decay=config.weight_decay), config.grad_clip_norm
-    )
-    return optimizer, schedule
-
-
-def create_train_state(config, task, model, optimizer):
-    init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    carry = task.initial_carry(config, model)
-    params = jax.jit(model.init)(init_key)  # one compilation instead of many small eager ops
-    return training.create_train_state(params, optimizer, train_key, carry)
-
-
-def restore_model(config, workdir: str, task, data):
-    """The model of a trained run and the parameters of its latest checkpoint."""
-    model = task.build_model(config, data)
-    optimizer, _ = make_optimizer(config)
-    checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
-    if checkpointer.latest_step is None:
-        raise training.CheckpointError(f"no checkpoint in {workdir!r}: train a model there first")
-    state = checkpointer.restore_latest(create_train_state(config, task, model, optimizer))
-    checkpointer.close()
-    return model, state.params
-
-
 def _mean_metrics(pending: list) -> dict:
     """Means over the steps since the last log; one device-to-host transfer."""
     pending = jax.device_get(pending)
@@ -78,7 +38,7 @@ def _mean_metrics(pending: list) -> dict:
 
 def _log_eval(step: int, metrics: dict) -> None:
     shown = " | ".join(
-        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        f"{name} {value:.4f}" if value != int(value) else f"{name} {int(value)}"
         for name, value in metrics.items()
     )
     logging.info("eval step %d | %s", step, shown)

@@ -23,7 +23,9 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 
 
 def _command(workdir, *overrides):
-    return [sys.executable, "-m", "experiments.train", TINY, f"--workdir={workdir}", *overrides]
+    """The trainer on the tiny char-LM preset, unless an override names another ``--config``."""
+    config = [] if any(o.startswith("--config=") for o in overrides) else [TINY]
+    return [sys.executable, "-m", "experiments.train", *config, f"--workdir={workdir}", *overrides]
 
 
 def _pinned(cpu):
@@ -87,15 +89,35 @@ def test_hello_reaches_full_accuracy(tmp_path):
     assert final["tokens"] == 4  # h->e, e->l, l->l, l->o
 
 
-def test_kill_and_resume_ends_bitwise_identical(tmp_path, corpus):
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentences")
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "plot", "film", "the", "a", "fine", "dull"]
+    rows = [f"{' '.join(rng.choice(words, size=rng.integers(0, 14)))}\t{i % 2}" for i in range(300)]
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+@pytest.mark.parametrize("task", ["char_lm", "classify"])
+def test_kill_and_resume_ends_bitwise_identical(tmp_path, corpus, sentences, task):
     overrides = [
-        f"--config.data.path={corpus}",
         "--config.num_steps=1200",
         "--config.checkpoint_every=100",
         "--config.log_every=100",
         "--config.eval_every=100000",
         "--config.model.dropout=0.1",
     ]
+    if task == "char_lm":
+        overrides = [TINY, f"--config.data.path={corpus}", *overrides]
+    else:
+        overrides = [
+            "--config=experiments/configs/sst2.py:tiny",
+            f"--config.data.dir={sentences}",
+            "--config.data.train_file=train.tsv",
+            *overrides,
+        ]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     cpus = sorted(os.sched_getaffinity(0))
     reference_run = _start(_command(reference, *overrides), cpu=cpus[0])

@@ -49,9 +49,10 @@ class Checkpointer:
     def restore_latest(self, like):
         """The latest intact saved state, shaped like ``like``; ``like`` when none is saved.
 
-        A checkpoint that cannot be read (a corrupted file) is skipped with a warning and the one
-        before it is tried. A checkpoint of another model (different shapes or structure) raises
-        ``CheckpointError`` naming the first differences, before anything is restored.
+        A checkpoint that cannot be read (a corrupted file) is moved to ``<directory>.unreadable``
+        with a warning, and the one before it is tried. A checkpoint of another model (different
+        shapes or structure) raises ``CheckpointError`` naming the first differences, before
+        anything is restored.
 
         Raises:
           CheckpointError: the checkpoint belongs to another model, or none of them can be read.
@@ -71,14 +72,23 @@ class Checkpointer:
             try:
                 return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 - orbax raises JSON, OS and value errors alike
+                aside = self._set_aside(step)
                 logging.warning(
-                    "checkpoint %d in %s cannot be read (%s: %s); trying the previous one",
-                    step, self._directory, type(e).__name__, str(e).splitlines()[0][:200],
+                    "checkpoint %d cannot be read (%s: %s); moved to %s, trying the previous one",
+                    step, type(e).__name__, str(e).splitlines()[0][:200], aside,
                 )  # fmt: skip
         raise CheckpointError(
             f"none of the checkpoints {steps} in {self._directory!r} can be read; "
             "move the directory away to start afresh"
         )
+
+    def _set_aside(self, step: int) -> str:
+        """Moves an unreadable step out of the way (kept for inspection, never overwritten)."""
+        aside = f"{self._directory}.unreadable/{step}"
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        os.replace(os.path.join(self._directory, str(step)), aside)
+        self._manager.reload()
+        return aside
 
     def close(self) -> None:
         self._manager.close()
