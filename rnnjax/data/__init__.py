@@ -15,6 +15,17 @@ from rnnjax.data._labelled import (
     tokenize,
 )
 from rnnjax.data._text import CharCorpus, CorpusError, load_corpus, read_text, stdlib_text
+from rnnjax.data._translation import (
+    TranslationData,
+    TranslationSplit,
+    Vocabulary,
+    encode_sentences,
+    load_translation,
+    normalize_sentence,
+    read_pairs,
+    split_by_source,
+    tutorial_filter,
+)
 
 __all__ = [
     "PAD",
@@ -30,10 +41,19 @@ __all__ = [
     "CharCorpus",
     "CorpusError",
     "DataError",
+    "TranslationData",
+    "TranslationSplit",
+    "Vocabulary",
+    "encode_sentences",
     "eval_windows",
     "load_corpus",
+    "load_translation",
+    "normalize_sentence",
+    "read_pairs",
     "random_windows",
     "read_text",
+    "split_by_source",
     "stdlib_text",
     "stream_windows",
+    "tutorial_filter",
 ]
