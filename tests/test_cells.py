@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,7 +87,7 @@ def test_step_repeated_equals_unroll(name):
         outputs.append(out)
     want_out, want_state = rnnjax.unroll(cell, params, xs)
     np.testing.assert_allclose(jnp.stack(outputs), want_out, **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, want_state)
+    chex.assert_trees_all_close(state, want_state, **TOL)
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -117,7 +118,7 @@ def test_remat_and_unroll_give_same_values_and_gradients(name, option):
     (l0, out0), g0 = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs)
     (l1, out1), g1 = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, **kwargs)
     np.testing.assert_allclose(out1, out0, **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+    chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-6)
 
 
 def test_vmap_over_several_batch_axes_equals_loop():

@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,7 +67,7 @@ def test_time_major_equals_batch_first(name):
     out_bf, state_bf = layer(params, x, LENGTHS, s0)
     out_tm, state_tm = time_major(params, jnp.swapaxes(x, 0, 1), LENGTHS, s0)
     np.testing.assert_allclose(jnp.swapaxes(out_tm, 0, 1), out_bf, **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state_tm, state_bf)
+    chex.assert_trees_all_close(state_tm, state_bf, **TOL)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
@@ -85,8 +86,8 @@ def test_padding_changes_nothing_at_valid_positions(name):
     (g_params_p, g_x_p), (out_p, state_p) = grad_fn(params, padded)
     np.testing.assert_allclose(out_p[:, :T], out, **TOL)
     np.testing.assert_array_equal(out_p[:, T:], 0.0)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state_p, state)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), g_params_p, g_params)
+    chex.assert_trees_all_close(state_p, state, **TOL)
+    chex.assert_trees_all_close(g_params_p, g_params, **TOL)
     np.testing.assert_allclose(g_x_p[:, :T], g_x, **TOL)
     np.testing.assert_array_equal(g_x_p[:, T:], 0.0)
 
@@ -116,18 +117,16 @@ def test_dropout_only_between_layers_and_only_with_a_key():
 
 def test_jit_grad_vmap_compose_and_compile_once():
     layer, params, x, _ = _make("lstm", 2, True)
-    traces = []
 
     @jax.jit
+    @chex.assert_max_traces(n=1)
     def loss(params, x, lengths):
-        traces.append(None)
         outputs, (h, c) = layer(params, x, lengths)
         return jnp.mean(outputs**2) + jnp.mean(h) + jnp.mean(c)
 
     grads = jax.grad(loss)(params, x, LENGTHS)
     for seed in range(3):
-        jax.grad(loss)(params, x + seed, jnp.asarray(LENGTHS) - 0)
-    assert len(traces) == 1
+        jax.grad(loss)(params, x + seed, jnp.asarray(LENGTHS) - 0)  # no new trace
     with jax.disable_jit():
         eager = loss(params, x, LENGTHS)
     np.testing.assert_allclose(loss(params, x, LENGTHS), eager, rtol=1e-6)
@@ -162,7 +161,7 @@ def test_layer_options_give_same_values_and_gradients(option):
     value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
     (l0, g0), (l1, g1) = value_and_grad(layer, params), value_and_grad(other, params)
     np.testing.assert_allclose(l1, l0, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+    chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-6)
 
 
 def test_init_shapes_follow_torch_layout():
