@@ -4,6 +4,8 @@ parallelism over devices and processes."""
 from rnnjax.training._checkpoint import Checkpointer, CheckpointError, PreemptionFlag
 from rnnjax.training._distributed import (
     PreemptionSync,
+    agree,
+    barrier,
     is_main_process,
     maybe_initialize_distributed,
 )
@@ -35,6 +37,8 @@ __all__ = [
     "PreemptionSync",
     "Throughput",
     "TrainState",
+    "agree",
+    "barrier",
     "batch_axis_sharding",
     "batch_sharding",
     "check_finite",

@@ -10,6 +10,7 @@ waiting in a collective (or in orbax's save) for a peer that has already left.
 import os
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from rnnjax.training._checkpoint import PreemptionFlag
@@ -158,3 +159,20 @@ class PreemptionSync:
         if self._flag is not None:
             return self._flag.requested
         return multihost_utils.reached_preemption_sync_point(step)
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has reached ``barrier(name)`` (nothing to wait for alone).
+
+    For files one process writes and the others read: process 0 writes, all meet, all read.
+    """
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def agree(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process: one decision where the processes could differ
+    (a time budget measured on each host's clock). A collective when there are several."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(multihost_utils.broadcast_one_to_all(np.bool_(flag)))
