@@ -133,10 +133,13 @@ class Attention:
         self, params: AttentionParams, query: Float[Array, " Q"], keys: Float[Array, "S K"]
     ) -> Float[Array, " S"]:
         """Unnormalised scores of ``query`` against every source position."""
+        # Products and sums rather than matmuls: under vmap a matrix-vector product per example
+        # becomes a batch of tiny dots, which XLA on CPU runs several times slower than one
+        # fused multiply-reduce.
         if self.kind in ("dot", "general"):
-            return keys @ query
+            return jnp.sum(keys * query[None, :], axis=-1)
         hidden = jnp.tanh(keys + (query @ params.w_query + params.bias)[None, :])
-        return hidden @ params.v
+        return jnp.sum(hidden * params.v[None, :], axis=-1)
 
     def __call__(
         self,
@@ -162,4 +165,4 @@ class Attention:
         if keys is None:
             keys = self.keys(params, memory)
         weights = masked_softmax(self.scores(params, query, keys), mask)
-        return weights @ memory, weights
+        return jnp.sum(weights[:, None] * memory, axis=0), weights
