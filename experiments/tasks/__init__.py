@@ -26,6 +26,7 @@ from types import ModuleType
 TASKS = {
     "char_lm": "experiments.tasks.char_lm",
     "classify": "experiments.tasks.classify",
+    "frames": "experiments.tasks.frames",
 }
 
 
