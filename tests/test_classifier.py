@@ -136,3 +136,19 @@ def test_bad_arguments_are_named(kwargs, message):
     args = {"layer": rnnjax.LSTM(4), "num_classes": 2, "vocab_size": 5, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
         SequenceClassifier(**args)
+
+
+def test_word_dropout_replaces_tokens_by_unk_only_with_a_key():
+    plain, dropping = _model("mean"), _model("mean", word_dropout=0.999, unk_id=1)
+    params = plain.init(jax.random.key(6))
+    tokens = _tokens()
+    np.testing.assert_array_equal(
+        dropping.apply(params, tokens, LENGTHS), plain.apply(params, tokens, LENGTHS)
+    )
+    all_unk = np.ones_like(tokens)
+    np.testing.assert_allclose(
+        dropping.apply(params, tokens, LENGTHS, dropout_key=jax.random.key(7)),
+        plain.apply(params, all_unk, LENGTHS),
+        rtol=1e-6,
+        atol=1e-6,
+    )

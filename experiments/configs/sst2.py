@@ -46,6 +46,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.model.pooling = "max"  # last, mean, max or attention
     c.model.head_sizes = ()
     c.model.dropout = 0.5
+    c.model.word_dropout = 0.0  # probability of replacing a token by <unk> in training
 
     c.data.dir = ""  # a folder with train_file and valid_file (../shared/data/sst2)
     c.data.train_file = "train.tsv.gz"

@@ -38,6 +38,7 @@ def validate(config) -> None:
     config_cli.check_choice(config, "model.cell", tuple(LAYERS))
     config_cli.check_choice(config, "model.pooling", POOLINGS)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
+    config_cli.check_range(config, "model.word_dropout", 0.0, 1.0)
     buckets = tuple(config.data.buckets)
     if not buckets or any(not isinstance(b, int) or b < 1 for b in buckets):
         raise config_cli.ConfigError(
@@ -138,6 +139,8 @@ def build_model(config, d: ClassifyData) -> SequenceClassifier:
         pooling=m.pooling,
         head_sizes=tuple(m.head_sizes),
         dropout=m.dropout,
+        word_dropout=m.word_dropout,
+        unk_id=d.vocab.index(data.UNK),
     )
 
 

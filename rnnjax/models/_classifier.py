@@ -56,6 +56,9 @@ class SequenceClassifier:
       attention_size: A.
       dropout: rate on the embeddings, the pooled vector and the head's hidden layers (with a
         ``dropout_key`` only).
+      word_dropout: probability of replacing each input token by ``unk_id`` in training (with a
+        ``dropout_key`` only; Iyyer et al., 2015): a regulariser against memorising rare words.
+      unk_id: the id of the unknown token.
     """
 
     layer: rnnjax.Recurrent
@@ -67,6 +70,8 @@ class SequenceClassifier:
     head_sizes: tuple = ()
     attention_size: int = 64
     dropout: float = 0.0
+    word_dropout: float = 0.0
+    unk_id: int = 1
 
     def __post_init__(self):
         if not isinstance(self.layer, rnnjax.Recurrent):
@@ -82,8 +87,9 @@ class SequenceClassifier:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
 
     @property
     def features(self) -> int:
@@ -124,8 +130,14 @@ class SequenceClassifier:
           lengths: ``[B]`` valid steps per sequence, in [0, T]; all T when None.
           dropout_key: enables dropout; deterministic when None.
         """
-        keys = [None] * 4 if dropout_key is None else list(jax.random.split(dropout_key, 4))
-        x = params.embed[inputs] if params.embed is not None else jnp.asarray(inputs)
+        keys = [None] * 5 if dropout_key is None else list(jax.random.split(dropout_key, 5))
+        if params.embed is not None:
+            if keys[4] is not None and self.word_dropout > 0:
+                dropped = jax.random.bernoulli(keys[4], self.word_dropout, inputs.shape)
+                inputs = jnp.where(dropped, self.unk_id, inputs)
+            x = params.embed[inputs]
+        else:
+            x = jnp.asarray(inputs)
         x = _dropout(keys[0], self.dropout, x)
         if lengths is None:
             lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
