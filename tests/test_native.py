@@ -48,6 +48,13 @@ def test_extension_is_built_where_a_compiler_is():
 BLAS = [name for name in ("mkl", "openblas") if _native_loading.blas_addresses(name) is not None]
 
 
+@pytest.fixture
+def many_cpus(monkeypatch):
+    """Lets RNNJAX_NATIVE_THREADS ask for more threads than this machine's CPUs (it is capped at
+    ``allowed_cpus``): uneven splits and threads without units are tested on any machine."""
+    monkeypatch.setattr(_native, "allowed_cpus", lambda: 64)
+
+
 @pytest.fixture(params=BLAS)
 def blas(request):
     """Runs a test with each BLAS that is installed, then restores the default."""
@@ -98,7 +105,7 @@ def _assert_close(got, want, rtol=2e-5, atol=2e-6):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("threads", ["2", "8"])
-def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch):
+def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch, many_cpus):
     monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
     cell = CELLS[name]
     params, xs, s0 = _problem(cell, steps=6, batch=4)
@@ -110,7 +117,7 @@ def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch):
 @needs_native
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("threads", ["1", "3"])
-def test_several_chunks_of_steps(name, threads, blas, monkeypatch):
+def test_several_chunks_of_steps(name, threads, blas, monkeypatch, many_cpus):
     # 512 // 160 = 3 steps per chunk: 11 steps are chunks of 3, 3, 3 and 2, in both directions.
     monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
     cell = CELLS[name]
@@ -217,10 +224,14 @@ def test_empty_batch_and_sequence():
 @needs_native
 def test_threads_setting(monkeypatch):
     monkeypatch.delenv("RNNJAX_NATIVE_THREADS", raising=False)
-    cpus = len(os.sched_getaffinity(0))
+    cpus = _native.allowed_cpus()
+    assert 1 <= cpus <= len(os.sched_getaffinity(0))
     assert _native.threads_for(8, 4, 4096) == 1  # at most one thread per 32 units
     assert _native.threads_for(128, 1, 8) == 1  # too little work per step to share
     assert _native.threads_for(1024, 4, 64) == min(cpus, 32)
+    monkeypatch.setattr(_native, "allowed_cpus", lambda: 3)
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "64")  # more threads than CPUs: capped
+    assert _native.threads_for(8, 4, 8) == 3
     monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "two")
     with pytest.raises(ValueError, match="RNNJAX_NATIVE_THREADS must be a positive integer"):
         _native.threads_for(8, 4, 8)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax.cells import Cell
+from rnnjax.recurrence.backends._autodiff import forward_mode_hint
 
 
 def fused_recurrence(
@@ -60,7 +61,8 @@ def fused_recurrence(
     Returns:
       ``(outputs [T, B, O], final_state)``, the values of the plain scan.
     """
-    return _fused(cell, reverse, unroll, save_hw, hoisted, params, projected, state0, valid)
+    with forward_mode_hint("fused"):
+        return _fused(cell, reverse, unroll, save_hw, hoisted, params, projected, state0, valid)
 
 
 def _batched(cell: Cell):

@@ -17,15 +17,17 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
 It runs the built-in LSTM (no projection), reset-after GRU and Elman cells in float32 on CPU, full
 or packed (``valid``) batches, either direction. The extension is built when the package is
 installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the
-scan. Forward-mode differentiation (``jax.jvp``) is not defined for it, as for any
-``custom_vjp``; under ``jax.vmap`` the calls run once per vmapped slice; XLA does not partition a
-custom call, so a batch sharded over several CPU devices is gathered to each of them (multi-device
-training runs on GPUs and TPUs, where AUTO does not pick this backend).
+scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not defined for it
+(``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the calls run once
+per vmapped slice; XLA does not partition a custom call, so a batch sharded over several CPU
+devices is gathered to each of them (multi-device training runs on GPUs and TPUs, where AUTO does
+not pick this backend).
 
 Shapes: T time, B batch, I input, H hidden, G gates. Arrays are time-major.
 """
 
 import functools
+import math
 import os
 
 import jax
@@ -34,9 +36,11 @@ import numpy as np
 
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState
 from rnnjax.recurrence.backends import _native_loading as _loading
+from rnnjax.recurrence.backends._autodiff import forward_mode_hint, reverse_mode_only
 from rnnjax.recurrence.backends._native_loading import blas, unavailable_reason, use_blas
 
 __all__ = [
+    "allowed_cpus",
     "available",
     "blas",
     "native_recurrence",
@@ -48,18 +52,90 @@ __all__ = [
 
 
 def threads_for(hidden_size: int, gates: int, batch: int) -> int:
-    """Threads per kernel call: the CPUs this process may use (``RNNJAX_NATIVE_THREADS``
-    overrides), at most one per 32 hidden units, and one per 2**18 multiply-adds of the step's
-    ``[B, H] @ [H, G*H]``: below that a step's barrier costs more than the second thread saves
-    (an Elman layer of 8 x 128 ran 1.5x faster on one thread, an LSTM of that size 1.3x slower)."""
+    """Threads per kernel call: the CPUs this process may use (``allowed_cpus``;
+    ``RNNJAX_NATIVE_THREADS`` overrides, up to that count), at most one per 32 hidden units, and
+    one per 2**18 multiply-adds of the step's ``[B, H] @ [H, G*H]``: below that a step's barrier
+    costs more than the second thread saves (an Elman layer of 8 x 128 ran 1.5x faster on one
+    thread, an LSTM of that size 1.3x slower)."""
+    cpus = allowed_cpus()
     override = os.environ.get("RNNJAX_NATIVE_THREADS")
     if override is not None:
         if not override.isdigit() or int(override) < 1:
             raise ValueError(f"RNNJAX_NATIVE_THREADS must be a positive integer, got {override!r}")
-        return int(override)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return min(int(override), cpus)
     work = batch * gates * hidden_size * hidden_size
-    return max(1, min(cpus or 1, hidden_size // 32, work // 2**18))
+    return max(1, min(cpus, hidden_size // 32, work // 2**18))
+
+
+@functools.cache
+def allowed_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, and its cgroup's CPU quota where one is
+    set (a container limited to 2 CPUs on a 64-core host gets 2 threads, not 64)."""
+    if hasattr(os, "sched_getaffinity"):
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, cpus if quota is None else min(cpus, quota))
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup", membership: str = "/proc/self/cgroup"):
+    """CPUs allowed by the CPU quota of this process's cgroup and its ancestors, rounded up, or
+    None where no quota is set (or none can be read). cgroup v2: ``cpu.max`` ("quota period" or
+    "max period"); v1: ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: no quota)."""
+    try:
+        with open(membership) as lines:
+            groups = [line.rstrip("\n").split(":", 2) for line in lines]
+    except OSError:
+        return None
+    limits = []
+    for _, controllers, path in (g for g in groups if len(g) == 3):
+        if controllers == "":  # v2
+            for directory in _ancestors(root, path):
+                limits.append(_v2_limit(os.path.join(directory, "cpu.max")))
+        elif "cpu" in controllers.split(","):  # v1
+            for mount in (os.path.join(root, controllers), os.path.join(root, "cpu")):
+                for directory in _ancestors(mount, path):
+                    limits.append(_v1_limit(directory))
+    limits = [limit for limit in limits if limit is not None]
+    return min(limits) if limits else None
+
+
+def _ancestors(mount: str, path: str) -> list[str]:
+    """``mount/path`` and each directory above it up to ``mount``."""
+    parts = [part for part in path.split("/") if part]
+    return [os.path.join(mount, *parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def _cpus_of(quota: float, period: float) -> int | None:
+    return None if quota <= 0 or period <= 0 else max(1, math.ceil(quota / period))
+
+
+def _v2_limit(path: str) -> int | None:
+    fields = (_read(path) or "").split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        return _cpus_of(float(fields[0]), float(fields[1]))
+    except ValueError:
+        return None
+
+
+def _v1_limit(directory: str) -> int | None:
+    quota = _read(os.path.join(directory, "cpu.cfs_quota_us"))
+    period = _read(os.path.join(directory, "cpu.cfs_period_us"))
+    try:
+        return _cpus_of(float(quota), float(period))
+    except (TypeError, ValueError):
+        return None
 
 
 def available() -> bool:
@@ -93,7 +169,8 @@ def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bo
         valid = jnp.ones(xs.shape[:2], jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
     params, xs, state0 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs, state0))
-    return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
+    with forward_mode_hint("native"):
+        return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
 
 
 # The cells the kernels compute, with their gate counts.
@@ -143,11 +220,10 @@ def _forward(cell: Cell, reverse: bool, params, xs, state0, valid, keep: bool):
         (kept, batch, hidden),
         (kept if lstm else 0, batch, hidden),
     )
-    call = jax.ffi.ffi_call("rnnjax_forward", results, vmap_method="sequential")
-    out, h, c, *residuals = call(
-        xs, *_kernel_params(cell, params), h0, c0, valid,
-        kind=_kind(cell), reverse=reverse, keep=keep, threads=_threads(cell, batch),
-    )  # fmt: skip
+    kernel = jax.ffi.ffi_call("rnnjax_forward", results, vmap_method="sequential")
+    attributes = dict(kind=_kind(cell), reverse=reverse, keep=keep, threads=_threads(cell, batch))
+    call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
+    out, h, c, *residuals = call(xs, *_kernel_params(cell, params), h0, c0, valid)
     return out, LSTMState(h, c) if lstm else h, residuals
 
 
@@ -171,11 +247,12 @@ def _recurrence_bwd(cell, reverse, residuals, cotangents):
     w_ih, bias, w_hh, _ = kernel_params
     hidden = cell.hidden_size
     results = _f32(xs.shape, w_ih.shape, w_hh.shape, bias.shape, bias.shape, dh.shape, dc.shape)
-    call = jax.ffi.ffi_call("rnnjax_backward", results, vmap_method="sequential")
+    kernel = jax.ffi.ffi_call("rnnjax_backward", results, vmap_method="sequential")
+    attributes = dict(kind=_kind(cell), reverse=reverse, threads=_threads(cell, xs.shape[1]))
+    call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
-        xs, w_ih, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc,
-        kind=_kind(cell), reverse=reverse, threads=_threads(cell, xs.shape[1]),
-    )  # fmt: skip
+        xs, w_ih, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc
+    )
     d_b_hn = db_hw[2 * hidden :] if isinstance(cell, GRUCell) else jnp.zeros((hidden,), jnp.float32)
     (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, d_b_hn))
     d_state0 = LSTMState(dh0, dc0) if lstm else dh0

@@ -11,6 +11,7 @@ import functools
 import glob
 import os
 import sys
+import warnings
 
 import jax
 
@@ -21,24 +22,33 @@ def _library_dirs() -> list[str]:
 
 
 def _mkl_addresses():
-    """MKL's sgemm, packed-matrix API and per-thread thread count, or None.
+    """MKL's sgemm, packed-matrix API and per-thread thread count, or None where the ``mkl`` wheel
+    is not installed; raises OSError or AttributeError where it is but does not load.
 
     Where rnnjax is MKL's first user in the process it also selects MKL's sequential layer (no
     OpenMP runtime loaded: the kernels thread themselves); where another library (e.g. NumPy in
     conda) already uses this MKL, its global settings stay, and the kernels' threads hold their
     own MKL calls to one thread each."""
+    error = None
     for directory in _library_dirs():
         for path in sorted(glob.glob(os.path.join(directory, "libmkl_rt.so*"))):
             loaded_before = _already_loaded(os.path.basename(path))
             try:
                 mkl = ctypes.CDLL(path)
-            except OSError:
+            except OSError as problem:  # another file of the same name may load
+                error = problem
                 continue
-            if not loaded_before:
-                mkl.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL
             names = ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack")
             names += ("cblas_sgemm_compute", "MKL_Set_Num_Threads_Local")
-            return [_address(mkl, name) for name in names]
+            addresses = [_address(mkl, name, path) for name in names]
+            set_layer = getattr(mkl, "MKL_Set_Threading_Layer", None)
+            if set_layer is None:
+                raise AttributeError(f"{path} has no symbol MKL_Set_Threading_Layer")
+            if not loaded_before:
+                set_layer(1)  # MKL_THREADING_SEQUENTIAL
+            return addresses
+    if error is not None:
+        raise error
     return None
 
 
@@ -58,21 +68,36 @@ def _openblas_addresses():
         return None
     path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))
     blas = ctypes.CDLL(path)
+    sgemm = _address(blas, "scipy_cblas_sgemm", path)
+    _address(blas, "scipy_openblas_set_num_threads", path)  # present, or a clear error
     blas.scipy_openblas_set_num_threads(1)
-    return [_address(blas, "scipy_cblas_sgemm"), None, None, None, None]
+    return [sgemm, None, None, None, None]
 
 
-def _address(library, name: str) -> int:
-    return ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+def _address(library, name: str, path: str) -> int:
+    try:
+        function = getattr(library, name)
+    except AttributeError:
+        raise AttributeError(f"{path} has no symbol {name}") from None
+    return ctypes.cast(function, ctypes.c_void_p).value
 
 
 _BLAS = {"mkl": _mkl_addresses, "openblas": _openblas_addresses}
 
 
 @functools.cache
+def _load(name: str) -> tuple[list[int | None] | None, str | None]:
+    """``(addresses, None)``; ``(None, None)`` where ``name`` is not installed; ``(None, why)``
+    where it is installed but does not load (a partial MKL without some symbol, say)."""
+    try:
+        return _BLAS[name](), None
+    except (OSError, AttributeError) as error:
+        return None, str(error)
+
+
 def blas_addresses(name: str) -> list[int | None] | None:
-    """The arguments of ``_cpu_recurrence.set_blas`` for ``name``, or None if not installed."""
-    return _BLAS[name]()
+    """The arguments of ``_cpu_recurrence.set_blas`` for ``name``, or None if it does not load."""
+    return _load(name)[0]
 
 
 _state = {"blas": None}
@@ -81,18 +106,34 @@ _state = {"blas": None}
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why the native backend cannot run here, or None when it can. The first call loads the
-    extension and a BLAS and registers the FFI handlers."""
+    extension and a BLAS (MKL, else OpenBLAS) and registers the FFI handlers; a BLAS that is
+    installed but fails to load is skipped with one warning that names it and says why."""
     try:
         from rnnjax import _cpu_recurrence
     except ImportError as error:
         return f"the compiled extension rnnjax._cpu_recurrence is not built ({error})"
+    failures = []
     for name in ("mkl", "openblas"):
-        if blas_addresses(name) is not None:
-            _cpu_recurrence.set_blas(*blas_addresses(name))
+        addresses, problem = _load(name)
+        if addresses is not None:
+            _cpu_recurrence.set_blas(*addresses)
             _state["blas"] = name
             break
+        if problem is not None:
+            failures.append(f"{name} is installed but does not load ({problem})")
     else:
-        return "no BLAS found: install scipy-openblas32 (a dependency) or mkl (rnnjax[mkl])"
+        reason = "no BLAS loads: " + "; ".join(
+            failures or ["install scipy-openblas32 (a dependency) or mkl (rnnjax[mkl])"]
+        )
+        if failures:
+            warnings.warn(f"rnnjax: {reason}; the layers run the scan", RuntimeWarning, 2)
+        return reason
+    if failures:
+        warnings.warn(
+            f"rnnjax: {'; '.join(failures)}; the native backend uses {_state['blas']}",
+            RuntimeWarning,
+            2,
+        )
     for name, capsule in _cpu_recurrence.handlers().items():  # forward, backward
         jax.ffi.register_ffi_target(f"rnnjax_{name}", capsule, platform="cpu")
     return None
@@ -112,9 +153,9 @@ def use_blas(name: str) -> None:
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
-    addresses = blas_addresses(name)
+    addresses, problem = _load(name)
     if addresses is None:
-        raise ValueError(f"{name} is not installed here")
+        raise ValueError(f"{name} {'does not load: ' + problem if problem else 'is not installed'}")
     from rnnjax import _cpu_recurrence
 
     _cpu_recurrence.set_blas(*addresses)

@@ -53,6 +53,11 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMa
 inline void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum; BLAS would refuse the leading dimension 0 (lda >= max(1, k))
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    return;
+  }
   g_blas.sgemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, 1.f,
                a, lda, b, ldb, beta, c, ldc);
 }
@@ -73,7 +78,7 @@ class RightOperand {
   // c[m, n] = beta * c + a[m, k] @ op(w).
   void Multiply(const float* a, int64_t lda, float beta, float* c, int64_t ldc) const {
     if (m_ == 0 || n_ == 0) return;
-    if (packed_.empty()) {
+    if (packed_.empty()) {  // also k == 0, which Gemm handles
       Gemm(false, trans_, m_, n_, k_, a, lda, w_, ldw_, beta, c, ldc);
     } else {
       g_blas.compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, lda, packed_.data(), n_, beta,

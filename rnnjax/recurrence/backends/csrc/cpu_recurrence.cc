@@ -1,4 +1,4 @@
-// The native CPU backend (rnnjax/_native.py): one direction of an LSTM, GRU or Elman layer as one
+// The native CPU backend (../_native.py): one direction of an LSTM, GRU or Elman layer as one
 // XLA FFI call forward and one backward.
 //
 // XLA:CPU runs a scan as a while loop of small thunks, and its dots with few columns (the input
@@ -23,7 +23,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "blas.h"
@@ -69,27 +71,65 @@ std::vector<float> GateColumns(const float* w, int64_t rows, const Shape& s, Ran
   return out;
 }
 
-ffi::Error Check(const Shape& s, int32_t kind, ffi::Buffer<ffi::F32> w_ih,
-                 ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t threads) {
+// Every buffer is checked before it is read or written: a call with inconsistent shapes (for
+// example parameters of another hidden size) returns an error instead of reading or writing
+// past the end of a buffer. Ranks first, then the sizes every element count follows from.
+ffi::Error Mismatch(const char* name, size_t got, int64_t want) {
+  return ffi::Error::InvalidArgument(std::string("rnnjax: ") + name + " has " +
+                                     std::to_string(got) + " elements, expected " +
+                                     std::to_string(want));
+}
+
+#define RNNJAX_EXPECT(name, count, want)                                     \
+  if (static_cast<int64_t>(count) != static_cast<int64_t>(want)) {           \
+    return Mismatch(name, count, want);                                      \
+  }
+
+std::string Dims(ffi::Span<const int64_t> dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+ffi::Error WrongDims(const char* name, ffi::Span<const int64_t> dims, const std::string& want) {
+  return ffi::Error::InvalidArgument(std::string("rnnjax: ") + name + " is " + Dims(dims) +
+                                     ", expected " + want);
+}
+
+ffi::Error ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
+                   ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t kind,
+                   int32_t threads, Shape* s) {
   if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
   if (kind < kLstm || kind > kRelu) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
-  if (threads < 1) return ffi::Error::InvalidArgument("rnnjax: threads must be >= 1");
-  auto wd = w_hh.dimensions();
-  if (wd.size() != 2 || wd[1] != s.GH())
-    return ffi::Error::InvalidArgument("rnnjax: w_hh must be [H, G*H]");
-  auto id = w_ih.dimensions();
-  if (id.size() != 2 || id[0] != s.I || id[1] != s.GH())
-    return ffi::Error::InvalidArgument("rnnjax: w_ih must be [I, G*H]");
+  if (threads < 1 || threads > 1024)  // Python caps it at the CPUs allowed
+    return ffi::Error::InvalidArgument("rnnjax: threads must be in [1, 1024]");
+  auto xd = x.dimensions(), id = w_ih.dimensions(), hd = w_hh.dimensions();
   auto vd = valid.dimensions();
-  if (vd.size() != 2 || vd[0] != s.T || vd[1] != s.B)
-    return ffi::Error::InvalidArgument("rnnjax: valid must be [T, B]");
+  if (xd.size() != 3) return WrongDims("x", xd, "[T, B, I]");
+  if (hd.size() != 2) return WrongDims("w_hh", hd, "[H, G*H]");
+  *s = Shape{xd[0], xd[1], xd[2], hd[0], Gates(kind), ActsPerUnit(kind)};
+  auto pair = [](int64_t a, int64_t b) {
+    return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+  };
+  if (hd[1] != s->GH()) return WrongDims("w_hh", hd, "[H, G*H] = " + pair(s->H, s->GH()));
+  if (id.size() != 2 || id[0] != s->I || id[1] != s->GH())
+    return WrongDims("w_ih", id, "[I, G*H] = " + pair(s->I, s->GH()));
+  if (vd.size() != 2 || vd[0] != s->T || vd[1] != s->B)
+    return WrongDims("valid", vd, "[T, B] = " + pair(s->T, s->B));
   return ffi::Error::Success();
 }
 
-Shape ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_hh, int32_t kind) {
-  auto xd = x.dimensions();
-  const int64_t H = w_hh.dimensions()[0];
-  return Shape{xd[0], xd[1], xd[2], H, Gates(kind), ActsPerUnit(kind)};
+// Runs a handler, turning any exception (std::bad_alloc of a large buffer) into an FFI error:
+// an exception must not cross the C boundary of the handler, where it would end the process.
+template <typename Fn>
+ffi::Error Guarded(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("rnnjax: ") + e.what());
+  } catch (...) {
+    return ffi::Error::Internal("rnnjax: unknown exception");
+  }
 }
 
 // ---- forward ----------------------------------------------------------------------------------
@@ -171,47 +211,57 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_h,
                    ffi::ResultBuffer<ffi::F32> prev_c, int32_t kind, bool reverse, bool keep,
                    int32_t threads) {
-  const Shape s = ShapeOf(x, w_hh, kind);
-  if (auto e = Check(s, kind, w_ih, w_hh, valid, threads); e.failure()) return e;
-  if (bias.element_count() != static_cast<size_t>(s.GH()))
-    return ffi::Error::InvalidArgument("rnnjax: bias must be [G*H]");
-  const bool lstm = kind == kLstm;
-  if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
-    std::copy_n(h0.typed_data(), s.B * s.H, h_last->typed_data());
-    if (lstm) std::copy_n(c0.typed_data(), s.B * s.H, c_last->typed_data());
+  return Guarded([&]() -> ffi::Error {
+    Shape s;
+    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, threads, &s); e.failure()) return e;
+    const bool lstm = kind == kLstm;
+    const int64_t kept = keep ? s.T : 0, state = s.B * s.H;
+    RNNJAX_EXPECT("bias", bias.element_count(), s.GH());
+    RNNJAX_EXPECT("b_hn", b_hn.element_count(), s.H);
+    RNNJAX_EXPECT("h0", h0.element_count(), state);
+    RNNJAX_EXPECT("c0", c0.element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("out", out->element_count(), s.T * state);
+    RNNJAX_EXPECT("h_last", h_last->element_count(), state);
+    RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * s.A * s.H);
+    RNNJAX_EXPECT("prev_h", prev_h->element_count(), kept * state);
+    RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * state : 0);
+    if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
+      std::copy_n(h0.typed_data(), state, h_last->typed_data());
+      if (lstm) std::copy_n(c0.typed_data(), state, c_last->typed_data());
+      return ffi::Error::Success();
+    }
+    ForwardArgs a{s,
+                  kind,
+                  reverse,
+                  keep,
+                  x.typed_data(),
+                  w_ih.typed_data(),
+                  bias.typed_data(),
+                  w_hh.typed_data(),
+                  b_hn.typed_data(),
+                  h0.typed_data(),
+                  lstm ? c0.typed_data() : nullptr,
+                  valid.typed_data(),
+                  out->typed_data(),
+                  h_last->typed_data(),
+                  lstm ? c_last->typed_data() : nullptr,
+                  acts->typed_data(),
+                  prev_h->typed_data(),
+                  lstm ? prev_c->typed_data() : nullptr};
+    std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
+                                       std::vector<float>(state)};
+    std::vector<float> c_buffers[2] = {
+        lstm ? std::vector<float>(a.c0, a.c0 + state) : std::vector<float>(),
+        std::vector<float>(lstm ? state : 0)};
+    std::lock_guard<std::mutex> lock(g_call_mutex);
+    const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
+      OneBlasThread one;
+      ForwardPart(a, barrier, h_buffers, c_buffers, rank, size);
+    });
+    if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
     return ffi::Error::Success();
-  }
-  ForwardArgs a{s,
-                kind,
-                reverse,
-                keep,
-                x.typed_data(),
-                w_ih.typed_data(),
-                bias.typed_data(),
-                w_hh.typed_data(),
-                b_hn.typed_data(),
-                h0.typed_data(),
-                lstm ? c0.typed_data() : nullptr,
-                valid.typed_data(),
-                out->typed_data(),
-                h_last->typed_data(),
-                lstm ? c_last->typed_data() : nullptr,
-                acts->typed_data(),
-                prev_h->typed_data(),
-                lstm ? prev_c->typed_data() : nullptr};
-  const int64_t state = s.B * s.H;
-  std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
-                                     std::vector<float>(state)};
-  std::vector<float> c_buffers[2] = {lstm ? std::vector<float>(a.c0, a.c0 + state)
-                                          : std::vector<float>(),
-                                     std::vector<float>(lstm ? state : 0)};
-  std::lock_guard<std::mutex> lock(g_call_mutex);
-  Barrier barrier(threads);
-  RunTeam(threads, [&](int rank) {
-    OneBlasThread one;
-    ForwardPart(a, barrier, h_buffers, c_buffers, rank, threads);
   });
-  return ffi::Error::Success();
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -318,55 +368,71 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                     ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
                     ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                     int32_t kind, bool reverse, int32_t threads) {
-  const Shape s = ShapeOf(x, w_hh, kind);
-  if (auto e = Check(s, kind, w_ih, w_hh, valid, threads); e.failure()) return e;
-  const bool lstm = kind == kLstm, gru = kind == kGru;
-  BackwardArgs a{s,
-                 kind,
-                 reverse,
-                 x.typed_data(),
-                 w_ih.typed_data(),
-                 w_hh.typed_data(),
-                 acts.typed_data(),
-                 prev_h.typed_data(),
-                 lstm ? prev_c.typed_data() : nullptr,
-                 d_out.typed_data(),
-                 dh_last.typed_data(),
-                 lstm ? dc_last.typed_data() : nullptr,
-                 valid.typed_data(),
-                 dx->typed_data(),
-                 dw_ih->typed_data(),
-                 dw_hh->typed_data(),
-                 db_proj->typed_data(),
-                 db_hw->typed_data(),
-                 dh0->typed_data(),
-                 lstm ? dc0->typed_data() : nullptr};
-  std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
-  std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
-  std::fill_n(a.db_proj, s.GH(), 0.f);
-  std::fill_n(a.db_hw, s.GH(), 0.f);
-  if (s.T == 0 || s.B == 0) {  // the initial state's cotangents are the final state's
-    std::copy_n(a.dh_last, s.B * s.H, a.dh0);
-    if (lstm) std::copy_n(a.dc_last, s.B * s.H, a.dc0);
+  return Guarded([&]() -> ffi::Error {
+    Shape s;
+    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, threads, &s); e.failure()) return e;
+    const bool lstm = kind == kLstm, gru = kind == kGru;
+    const int64_t state = s.B * s.H, steps = s.T * state;
+    RNNJAX_EXPECT("acts", acts.element_count(), steps * s.A);
+    RNNJAX_EXPECT("prev_h", prev_h.element_count(), steps);
+    RNNJAX_EXPECT("prev_c", prev_c.element_count(), lstm ? steps : 0);
+    RNNJAX_EXPECT("d_out", d_out.element_count(), steps);
+    RNNJAX_EXPECT("dh_last", dh_last.element_count(), state);
+    RNNJAX_EXPECT("dc_last", dc_last.element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("dx", dx->element_count(), s.T * s.B * s.I);
+    RNNJAX_EXPECT("dw_ih", dw_ih->element_count(), s.I * s.GH());
+    RNNJAX_EXPECT("dw_hh", dw_hh->element_count(), s.H * s.GH());
+    RNNJAX_EXPECT("db_proj", db_proj->element_count(), s.GH());
+    RNNJAX_EXPECT("db_hw", db_hw->element_count(), s.GH());
+    RNNJAX_EXPECT("dh0", dh0->element_count(), state);
+    RNNJAX_EXPECT("dc0", dc0->element_count(), lstm ? state : 0);
+    BackwardArgs a{s,
+                   kind,
+                   reverse,
+                   x.typed_data(),
+                   w_ih.typed_data(),
+                   w_hh.typed_data(),
+                   acts.typed_data(),
+                   prev_h.typed_data(),
+                   lstm ? prev_c.typed_data() : nullptr,
+                   d_out.typed_data(),
+                   dh_last.typed_data(),
+                   lstm ? dc_last.typed_data() : nullptr,
+                   valid.typed_data(),
+                   dx->typed_data(),
+                   dw_ih->typed_data(),
+                   dw_hh->typed_data(),
+                   db_proj->typed_data(),
+                   db_hw->typed_data(),
+                   dh0->typed_data(),
+                   lstm ? dc0->typed_data() : nullptr};
+    std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
+    std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
+    std::fill_n(a.db_proj, s.GH(), 0.f);
+    std::fill_n(a.db_hw, s.GH(), 0.f);
+    if (s.T == 0 || s.B == 0) {  // the initial state's cotangents are the final state's
+      std::copy_n(a.dh_last, state, a.dh0);
+      if (lstm) std::copy_n(a.dc_last, state, a.dc0);
+      return ffi::Error::Success();
+    }
+    const int64_t chunk = ChunkSteps(s) * s.B * s.GH();
+    BackwardShared shared;
+    shared.dh[0].assign(a.dh_last, a.dh_last + state);
+    shared.dh[1].resize(state);
+    if (lstm) {
+      shared.dc[0].assign(a.dc_last, a.dc_last + state);
+      shared.dc[1].resize(state);
+    }
+    shared.d_hw.resize(chunk);
+    if (gru) shared.d_proj.resize(chunk);
+    std::lock_guard<std::mutex> lock(g_call_mutex);
+    const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
+      OneBlasThread one;
+      BackwardPart(a, barrier, shared, rank, size);
+    });
+    if (!error.empty()) return ffi::Error::Internal("rnnjax_backward: " + error);
     return ffi::Error::Success();
-  }
-  const int64_t state = s.B * s.H, chunk = ChunkSteps(s) * s.B * s.GH();
-  BackwardShared shared;
-  shared.dh[0].assign(a.dh_last, a.dh_last + state);
-  shared.dh[1].resize(state);
-  if (lstm) {
-    shared.dc[0].assign(a.dc_last, a.dc_last + state);
-    shared.dc[1].resize(state);
-  }
-  shared.d_hw.resize(chunk);
-  if (gru) shared.d_proj.resize(chunk);
-  std::lock_guard<std::mutex> lock(g_call_mutex);
-  Barrier barrier(threads);
-  RunTeam(threads, [&](int rank) {
-    OneBlasThread one;
-    BackwardPart(a, barrier, shared, rank, threads);
   });
-  return ffi::Error::Success();
 }
 
 using F32 = ffi::Buffer<ffi::F32>;

@@ -14,13 +14,17 @@ namespace rnnjax {
 
 // Cephes' single-precision exp (relative error ~1e-7), written so that GCC vectorises loops that
 // call it (no libm calls, selects instead of branches); libm's expf does not vectorise without
-// -ffast-math.
+// -ffast-math. Defined for every input: +-inf saturate (to e^88 and e^-87, finite, so that
+// 1 / (1 + Exp(x)) reaches 0 and 1 as jax.nn.sigmoid does), and NaN returns NaN without ever
+// reaching the float-to-int conversion (undefined for NaN) or shifting a negative number.
 inline float Exp(float x) {
-  x = x < -87.f ? -87.f : x;
-  x = x > 88.f ? 88.f : x;
-  // Round x / ln 2 to the nearest integer with the 1.5 * 2^23 trick (vectorises; rint does not).
-  float n = x * 1.44269504088896341f + 12582912.f - 12582912.f;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  const bool nan = x != x;
+  float y = nan ? 0.f : x;
+  y = y < -87.f ? -87.f : y;
+  y = y > 88.f ? 88.f : y;
+  // Round y / ln 2 to the nearest integer with the 1.5 * 2^23 trick (vectorises; rint does not).
+  float n = y * 1.44269504088896341f + 12582912.f - 12582912.f;
+  float r = y - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -28,12 +32,13 @@ inline float Exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.f;
+  // n is in [-126, 127] here, so the biased exponent n + 127 is in [1, 254]: a normal float.
   union {
-    int32_t i;
+    uint32_t i;
     float f;
   } scale;
-  scale.i = (static_cast<int32_t>(n) + 127) << 23;
-  return p * scale.f;
+  scale.i = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  return nan ? x : p * scale.f;
 }
 
 inline float Sigmoid(float x) { return 1.f / (1.f + Exp(-x)); }
@@ -142,7 +147,7 @@ RNNJAX_ROW static void ElmanRow(int64_t n, const float* R p, const float* R bias
   if (relu) {
     for (int64_t j = 0; j < n; ++j) {
       float a = p[j] + bias[j] + hw[j];
-      a = a > 0.f ? a : 0.f;
+      a = a < 0.f ? 0.f : a;  // jax.nn.relu: NaN stays NaN
       h_new[j] = a;
       out[j] = a;
       acts[j] = a;
@@ -160,7 +165,9 @@ RNNJAX_ROW static void ElmanRow(int64_t n, const float* R p, const float* R bias
 RNNJAX_ROW static void ElmanRowGrad(int64_t n, const float* R acts, const float* R dh_in,
                                     const float* R d_out, bool relu, float* R dz) {
   if (relu) {
-    for (int64_t j = 0; j < n; ++j) dz[j] = (acts[j] > 0.f) * (dh_in[j] + d_out[j]);
+    // jax.nn.relu's derivative selects: 0 where the unit is not positive (NaN included), even
+    // where the incoming cotangent is NaN or inf (a product 0 * NaN would give NaN).
+    for (int64_t j = 0; j < n; ++j) dz[j] = acts[j] > 0.f ? dh_in[j] + d_out[j] : 0.f;
   } else {
     for (int64_t j = 0; j < n; ++j) dz[j] = (dh_in[j] + d_out[j]) * (1.f - acts[j] * acts[j]);
   }
