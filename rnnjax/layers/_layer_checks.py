@@ -1,5 +1,7 @@
 """Validation of what users pass to a layer call; every error names the argument."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,8 @@ def check_inputs(x, batch_first: bool, input_size: int):
         raise ValueError(
             f"x must have {input_size} features (the input_size of params), got shape {x.shape}"
         )
+    if input_size == 0:
+        raise ValueError(f"x must have at least one feature (I > 0), got shape {x.shape}")
 
 
 def check_lengths(lengths, batch_size: int, num_steps: int):
@@ -56,3 +60,54 @@ def check_params(params, expected_count: int):
             f"params must be a tuple of {expected_count} cell parameter sets "
             f"(num_layers * directions, from layer.init), got {got}"
         )
+
+
+def check_param_shapes(layer, params, input_size: int) -> None:
+    """Every parameter of every cell against what ``layer.init(key, input_size)`` gives.
+
+    Parameters restored for another configuration (a GRU's passed to an LSTM layer, a checkpoint
+    saved before ``hidden_size`` changed) would otherwise fail deep inside a matmul, or, on the
+    native backend, read and write past the ends of its buffers.
+    """
+    expected = _expected_params(layer, input_size)
+    for index, (got, want) in enumerate(zip(params, expected, strict=True)):
+        got_leaves, _ = jax.tree_util.tree_flatten_with_path(got)
+        want_leaves, _ = jax.tree_util.tree_flatten_with_path(want)
+        got_names = [jax.tree_util.keystr(path) for path, _ in got_leaves]
+        want_names = [jax.tree_util.keystr(path) for path, _ in want_leaves]
+        if got_names != want_names:
+            raise ValueError(
+                f"params[{index}] must hold {_names(want_names)} (as layer.init gives for "
+                f"{_describe(layer)}), got {_names(got_names)}"
+            )
+        for name, (_, leaf), (_, spec) in zip(want_names, got_leaves, want_leaves, strict=True):
+            if tuple(jnp.shape(leaf)) != spec.shape:
+                raise ValueError(
+                    f"params[{index}]{name} must have shape {spec.shape} (as layer.init(key, "
+                    f"input_size={input_size}) gives for {_describe(layer)}), "
+                    f"got {tuple(jnp.shape(leaf))}"
+                )
+
+
+def _expected_params(layer, input_size: int):
+    try:
+        return _cached_expected_params(layer, input_size)
+    except TypeError:  # a layer with unhashable options (a user's initialiser object)
+        return _abstract_init(layer, input_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_expected_params(layer, input_size: int):
+    return _abstract_init(layer, input_size)
+
+
+def _abstract_init(layer, input_size: int):
+    return jax.eval_shape(lambda key: layer.init(key, input_size), jax.random.key(0))
+
+
+def _describe(layer) -> str:
+    return f"{type(layer).__name__}(hidden_size={layer.hidden_size}, ...)"
+
+
+def _names(names) -> str:
+    return "(" + ", ".join(name.lstrip(".") for name in names) + ")" if names else "no arrays"

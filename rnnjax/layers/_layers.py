@@ -114,7 +114,8 @@ class Recurrent(abc.ABC):
         count = self.num_layers * self.num_directions
         _layer_checks.check_params(params, count)
         x = jnp.asarray(x)
-        _layer_checks.check_inputs(x, self.batch_first, params[0].w_ih.shape[0])
+        _layer_checks.check_inputs(x, self.batch_first, _input_size(params[0], x))
+        _layer_checks.check_param_shapes(self, params, x.shape[-1])
         if self.batch_first:
             x = jnp.swapaxes(x, 0, 1)  # time-major inside: the scan slices contiguous [B, F]
         num_steps, batch_size = x.shape[:2]
@@ -173,6 +174,13 @@ class Recurrent(abc.ABC):
         if self.batch_first:
             x = jnp.swapaxes(x, 0, 1)
         return x, state
+
+
+def _input_size(first_params, x) -> int:
+    """The input size the first cell's parameters were made for (the built-in cells' ``w_ih``);
+    a user's cell without ``w_ih`` is checked by ``check_param_shapes`` alone."""
+    w_ih = getattr(first_params, "w_ih", None)
+    return x.shape[-1] if w_ih is None else jnp.shape(w_ih)[0]
 
 
 def _dropout(key, rate: float, x):

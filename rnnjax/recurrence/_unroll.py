@@ -33,7 +33,9 @@ def unroll(
 
     With a ``length`` L, steps at positions >= L leave the state unchanged and output zeros, which
     is what PyTorch computes for a packed sequence; with ``reverse=True`` the steps run
-    L-1, ..., 0 and the padding is never seen. Batching over any number of leading axes::
+    L-1, ..., 0 and the padding is never seen. The inputs at padded positions are replaced by
+    zeros first, so that NaN or inf there changes no output and no gradient (theirs is zero).
+    Batching over any number of leading axes::
 
         run = lambda x, n: rnnjax.unroll(cell, params, x, length=n)
         outputs, states = jax.vmap(run)(xs, lengths)        # xs: [B, T, I], lengths: [B]
@@ -84,6 +86,8 @@ def unroll(
         )
         return outputs[:, 0], jax.tree.map(lambda s: s[0], final_state)
 
+    if length is not None:  # before the projection: its weight gradient reads xs
+        xs = _zero_padding(xs, jnp.arange(xs.shape[0]) < length)
     if hoist_inputs:
         inputs = cell.project_inputs(params, xs)
 
@@ -137,7 +141,8 @@ def scan_time_major(
       cell, params: as ``unroll``.
       xs: ``[T, B, I]`` inputs.
       initial_state: the state with a leading batch axis (leaves ``[B, ...]``).
-      lengths: optional ``[B]`` valid steps per example.
+      lengths: optional ``[B]`` valid steps per example; the inputs past them are zeroed before
+        any backend sees them (``unroll``'s ``length``).
       reverse, unroll, remat, hoist_inputs: as ``unroll``. With the fused backend ``remat``
         recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
         it; the states are kept either way.
@@ -151,6 +156,7 @@ def scan_time_major(
     valid = None
     if lengths is not None:
         valid = _valid_steps(xs.shape[0], lengths)
+        xs = _zero_padding(xs, valid)
     if _parse(backend) is Backend.NATIVE:
         return native_recurrence(cell, params, xs, initial_state, valid, reverse=reverse)
     backend = resolve(backend, cell)
@@ -187,6 +193,16 @@ def scan_time_major(
         step, initial_state, (inputs, valid), reverse=reverse, unroll=unroll
     )
     return outputs, final_state
+
+
+def _zero_padding(xs, valid):
+    """``xs: [T, B, F]`` (or ``[T, F]``) with zeros where ``valid: [T, B]`` (or ``[T]``) is False.
+
+    What a batch holds at padded positions (NaN, inf) then reaches neither the outputs nor any
+    gradient, on every backend: a padded step's result is discarded, but its derivative is zero
+    times its intermediates, and 0 * NaN = NaN would reach the weight gradients (all of them in
+    the scan, only dW_ih in the native kernels)."""
+    return jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
 
 
 def _valid_steps(num_steps: int, lengths) -> Bool[Array, "T B"]:
