@@ -26,7 +26,7 @@ import optax
 import rnnjax
 from rnnjax import data, training
 
-V, E, H, L, B, T = 11, 8, 16, 2, 8, 6  # vocabulary, embedding, hidden, layers, batch, time
+V, E, H, L, B, T = 11, 8, 16, 1, 8, 6  # vocabulary, embedding, hidden, layers, batch, time
 TOKENS = np.random.default_rng(0).integers(0, V, 400).astype(np.int32)
 
 
@@ -84,12 +84,74 @@ def reference(backend: str, num_steps: int):
     return losses, jax.tree.map(np.asarray, state.params)
 
 
+def check_native_split(mesh) -> str:
+    """A native bidirectional 2-layer LSTM call with lengths, under the mesh and without: the
+    compiled program must not gather the inputs, and values and gradients must agree."""
+    layer = rnnjax.LSTM(H, L, bidirectional=True, backend="native")
+    params = layer.init(jax.random.PRNGKey(2), E)
+    x = jax.random.normal(jax.random.PRNGKey(3), (B, T, E))
+    lengths = jnp.arange(B) % (T + 1)  # empty, partial and full sequences
+
+    def loss(params, x, state):
+        y, (h, c) = layer(params, x, lengths, initial_state=state)
+        return jnp.sum(y**2) + jnp.sum(h * c), (y, h, c)
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+    state = layer.initial_state(B)
+    state = jax.tree.map(lambda a: a + 0.1, state)
+    want = grad(params, x, state)  # no mesh set: the kernels run whole
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    x_split = jax.device_put(x, split)
+    state_split = jax.device_put(state, training.batch_axis_sharding(layer.initial_state, B, mesh))
+    params_rep = training.replicate(params, mesh)
+    with jax.set_mesh(mesh):
+        got = grad(params_rep, x_split, state_split)
+        hlo = grad.lower(params_rep, x_split, state_split).compile().as_text()
+    errors = [
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (1 + np.abs(np.asarray(b)))))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)
+    ]
+    calls = [line for line in hlo.splitlines() if "rnnjax_forward" in line]
+    shapes = sorted({line.split(" = ")[1].split(" custom-call")[0][:60] for line in calls})
+    return json.dumps(
+        {
+            "all_gathers": hlo.count("all-gather"),
+            "max_error": max(errors),
+            "forward": shapes,
+            "cudnn_max_error": _cudnn_split_error(mesh, params[:2], x_split, state_split),
+        }
+    )
+
+
+def _cudnn_split_error(mesh, params, x, state) -> float:
+    """The cuDNN layer's wrapper, its kernel replaced by JAX's reference (this runs on CPU): the
+    split run against the whole one, values and gradients."""
+    from rnnjax.recurrence.backends import _cudnn
+
+    def loss(params, x, state):
+        x = jnp.swapaxes(x, 0, 1)
+        y, states = _cudnn.lstm_layer(params, x, state, kernel=_cudnn.reference_kernel)
+        return jnp.sum(y**2) + sum(jnp.sum(s.hidden * s.cell) for s in states), y
+
+    first = jax.tree.map(lambda s: s[:2], state)
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+    want = grad(*jax.device_get((params, x, first)))
+    with jax.set_mesh(mesh):
+        got = grad(params, x, first)
+    return max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (1 + np.abs(np.asarray(b)))))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)
+    )
+
+
 def train(args) -> int:
     method = training.maybe_initialize_distributed(heartbeat_timeout_s=args.heartbeat)
     mesh = training.make_mesh()
     main = training.is_main_process()
     if main:
         print(f"distributed: {method}; {training.describe(mesh, B)}", flush=True)
+    if args.check_native:
+        print(f"native split: {check_native_split(mesh)}", flush=True)
     layer, optimizer = make_layer(args.backend), make_optimizer()
     carry = training.batch_axis_sharding(layer.initial_state, B, mesh)
     make_state = functools.partial(initial_state, layer, optimizer)
@@ -146,6 +208,7 @@ def main(argv=None) -> int:
     parser.add_argument("--die-at", type=int, default=-1, help="process 1 SIGKILLs itself")
     parser.add_argument("--sigterm-at", type=int, default=-1, help="the last process gets SIGTERM")
     parser.add_argument("--heartbeat", type=int, default=None)
+    parser.add_argument("--check-native", action="store_true", help="see check_native_split")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     return train(args)

@@ -12,9 +12,10 @@ those rows with ``jax.make_array_from_process_local_data``. Because a batch is a
     local = {k: v[rows] for k, v in task_batch(step).items()}
     batch = training.make_global_batch(local, mesh, B) # [B, ...] arrays sharded over "data"
 
-The meshes use ``AxisType.Auto`` (XLA propagates the batch sharding through the model, whose code
-needs no sharding annotations); layers whose backend is an opaque custom call split themselves
-with ``jax.shard_map`` when traced under ``jax.set_mesh(mesh)`` (see ``rnnjax.Backend``).
+The meshes use ``AxisType.Auto``: XLA propagates the batch sharding through the model, whose code
+needs no sharding annotations. The native and cuDNN backends, custom calls that XLA cannot
+split, run under ``jax.shard_map`` when traced under ``jax.set_mesh(mesh)``
+(``rnnjax.recurrence.backends._per_device``).
 """
 
 from collections.abc import Callable
@@ -24,7 +25,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-DATA_AXIS = "data"
+# The axis the native and cuDNN backends split their kernel calls over (one name for both).
+from rnnjax.recurrence.backends._per_device import BATCH_AXIS as DATA_AXIS
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from rnnjax._shapes import Array, Float
 from rnnjax.cells import CellParams, LSTMCell, LSTMState
+from rnnjax.recurrence.backends._per_device import per_device
 
 
 def supports(cell) -> bool:
@@ -67,18 +68,23 @@ def lstm_layer(
       ``(outputs [T, B, D*H], [LSTMState(h [B, H], c [B, H]) for each direction])``.
     """
     kernel = kernel or _cudnn_kernel
-    num_steps, batch, input_size = x.shape
-    outputs, h_n, c_n = kernel(
-        jnp.swapaxes(x, 0, 1),
-        state0.hidden,
-        state0.cell,
-        pack_weights(params),
-        jnp.full((batch,), num_steps, jnp.int32),
-        input_size,
-        params[0].w_hh.shape[0],
-        len(params) == 2,
-    )
-    return jnp.swapaxes(outputs, 0, 1), [LSTMState(h_n[d], c_n[d]) for d in range(len(params))]
+    num_steps, _, input_size = x.shape
+
+    def rows(params, x, state0):  # the batch of one device under a data-parallel mesh
+        outputs, h_n, c_n = kernel(
+            jnp.swapaxes(x, 0, 1),
+            state0.hidden,
+            state0.cell,
+            pack_weights(params),
+            jnp.full((x.shape[1],), num_steps, jnp.int32),
+            input_size,
+            params[0].w_hh.shape[0],
+            len(params) == 2,
+        )
+        return jnp.swapaxes(outputs, 0, 1), [LSTMState(h_n[d], c_n[d]) for d in range(len(params))]
+
+    # XLA does not partition the cuDNN call: each device runs its own rows (``_per_device``).
+    return per_device(rows, params, (x, state0), batch_axes=(1, 1), out_axes=(1, 0))
 
 
 def reference_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, bidirectional):

@@ -19,9 +19,9 @@ or packed (``valid``) batches, either direction. The extension is built when the
 installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the
 scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not defined for it
 (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the calls run once
-per vmapped slice; XLA does not partition a custom call, so a batch sharded over several CPU
-devices is gathered to each of them (multi-device training runs on GPUs and TPUs, where AUTO does
-not pick this backend).
+per vmapped slice; XLA does not partition a custom call, so under a data-parallel mesh
+(``jax.set_mesh``) the calls run under ``jax.shard_map``, each device on its own rows of the batch
+(``_per_device``).
 
 Shapes: T time, B batch, I input, H hidden, G gates. Arrays are time-major.
 """
@@ -38,6 +38,7 @@ from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState
 from rnnjax.recurrence.backends import _native_loading as _loading
 from rnnjax.recurrence.backends._autodiff import forward_mode_hint, reverse_mode_only
 from rnnjax.recurrence.backends._native_loading import blas, unavailable_reason, use_blas
+from rnnjax.recurrence.backends._per_device import per_device
 
 __all__ = [
     "allowed_cpus",
@@ -169,8 +170,10 @@ def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bo
         valid = jnp.ones(xs.shape[:2], jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
     params, xs, state0 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs, state0))
+    kernel = functools.partial(_recurrence, cell, reverse)
+    batched = (xs, state0, valid.astype(jnp.uint8))
     with forward_mode_hint("native"):
-        return _recurrence(cell, reverse, params, xs, state0, valid.astype(jnp.uint8))
+        return per_device(kernel, params, batched, batch_axes=(1, 0, 1), out_axes=(1, 0))
 
 
 # The cells the kernels compute, with their gate counts.
