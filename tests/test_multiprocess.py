@@ -125,3 +125,14 @@ def test_processes_devices_checkpoints_preemption_and_failure(tmp_path):
     with np.load(os.path.join(w, "params.npz")) as saved:
         for i, want in enumerate(params):
             np.testing.assert_allclose(saved[str(i)], want, rtol=0, atol=PARAM_ATOL)
+
+
+def test_scaling_benchmark_runs(tmp_path):
+    out = tmp_path / "scaling.json"
+    args = ["--devices=2", "--batch=4", "--seq-len=3", "--hidden=8", "--steps=1"]
+    command = [sys.executable, "-m", "benchmarks.scaling", *args, "--repeats=1", f"--json={out}"]
+    done = subprocess.run(command, cwd=ROOT, env=_env(None), capture_output=True, text=True)
+    assert done.returncode == 0, _tail(done)
+    result = json.loads(out.read_text())
+    assert [(r["devices"], r["per_device_batch"]) for r in result["rows"]] == [(2, 2)]
+    assert all(r["tokens_per_s"] > 0 for r in result["rows"])
