@@ -27,6 +27,7 @@ TASKS = {
     "char_lm": "experiments.tasks.char_lm",
     "classify": "experiments.tasks.classify",
     "frames": "experiments.tasks.frames",
+    "translate": "experiments.tasks.translate",
 }
 
 

@@ -184,8 +184,8 @@ class Seq2Seq:
           src: ``[B, S]`` source ids, padded anywhere past ``src_lengths``.
           src_lengths: ``[B]`` valid source lengths.
           tgt_inputs: ``[B, T]`` decoder inputs (BOS, y_1, ..., then anything).
-          teacher_prob: probability of feeding the ground truth (traced); plain teacher forcing
-            when None.
+          teacher_prob: probability of feeding the ground truth, a scalar or ``[B]`` (traced);
+            plain teacher forcing when None.
           sample_key: PRNG key of scheduled sampling (needed with ``teacher_prob``).
           dropout_key: enables dropout.
 
@@ -205,10 +205,11 @@ class Seq2Seq:
         if sample_key is None:
             raise ValueError("sample_key is needed with teacher_prob, got None")
         run = self.decoder.scheduled_sampling
+        probs = jnp.broadcast_to(jnp.asarray(teacher_prob, jnp.float32), (batch,))
         return jax.vmap(
-            lambda s, y, m, k, dk: run(params.decoder, s, y, m, k, teacher_prob, dropout_key=dk),
-            in_axes=(0, 0, 0, 0, None if dec_keys is None else 0),
-        )(state, tgt_inputs, memory, jax.random.split(sample_key, batch), dec_keys)
+            lambda s, y, m, k, p, dk: run(params.decoder, s, y, m, k, p, dropout_key=dk),
+            in_axes=(0, 0, 0, 0, 0, None if dec_keys is None else 0),
+        )(state, tgt_inputs, memory, jax.random.split(sample_key, batch), probs, dec_keys)
 
     def decode_step(
         self,
