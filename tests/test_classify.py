@@ -8,12 +8,15 @@ import re
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments import predict, train
 from experiments.configs import sst2
-from rnnjax import data
+from rnnjax import data, training
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -166,13 +169,20 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sentiment):
         assert len(stderr.strip().splitlines()) == 1, stderr
 
 
-def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, sentiment):
-    config = _config(sentiment, num_steps=8, checkpoint_every=4)
-    train.train_and_evaluate(config, str(tmp_path))
-    metadata = tmp_path / "checkpoints" / "8" / "default" / "_METADATA"
-    metadata.write_text("{not json", encoding="utf-8")
-    line = predict.predict(str(tmp_path), str(sentiment / "dev.tsv"), str(tmp_path / "p.tsv"))
-    assert line.startswith("accuracy")
-    config.num_steps = 12
-    final = train.train_and_evaluate(config, str(tmp_path))  # resumes from step 4
-    assert final["step"] == 12
+def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_restored(tmp_path):
+    optimizer = training.make_optimizer(optax.adam(1e-3), 1.0)
+    state = training.create_train_state({"w": jnp.ones((2, 3))}, optimizer, jax.random.key(0))
+    checkpointer = training.Checkpointer(str(tmp_path / "checkpoints"), 3)
+    for step in (4, 8):
+        checkpointer.save(
+            state.replace(step=jnp.int32(step), params={"w": jnp.full((2, 3), float(step))})
+        )
+    (tmp_path / "checkpoints" / "8" / "default" / "_METADATA").write_text("{not json")
+    restored = training.Checkpointer(str(tmp_path / "checkpoints"), 3).restore_latest(state)
+    assert int(restored.step) == 4 and float(restored.params["w"][0, 0]) == 4.0
+    assert (tmp_path / "checkpoints.unreadable" / "8").is_dir()
+    with pytest.raises(
+        training.CheckpointError, match=r"params.w is float32\[2, 3\] there and float32\[2, 5\]"
+    ):
+        other = training.create_train_state({"w": jnp.ones((2, 5))}, optimizer, jax.random.key(0))
+        training.Checkpointer(str(tmp_path / "checkpoints"), 3).restore_latest(other)

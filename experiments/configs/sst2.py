@@ -25,9 +25,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     if preset not in PRESETS:
         raise ValueError(f"unknown sst2 preset {preset!r}; choose one of {list(PRESETS)}")
     c = base_config("classify")
-    c.num_steps = 4000
+    c.num_steps = 5000
     c.batch_size = 64
-    c.learning_rate = 2e-3
+    c.learning_rate = 1e-3
     c.warmup_steps = 100
     c.weight_decay = 0.0
     c.grad_clip_norm = 5.0
@@ -42,18 +42,18 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.model.bidirectional = True
     c.model.hidden_size = 256
     c.model.num_layers = 1
-    c.model.embed_size = 256
-    c.model.pooling = "max"  # last, mean, max or attention
+    c.model.embed_size = 300
+    c.model.pooling = "attention"  # last, mean, max or attention
     c.model.head_sizes = ()
     c.model.dropout = 0.5
-    c.model.word_dropout = 0.0  # probability of replacing a token by <unk> in training
+    c.model.word_dropout = 0.1  # probability of replacing a token by <unk> in training
 
     c.data.dir = ""  # a folder with train_file and valid_file (../shared/data/sst2)
     c.data.train_file = "train.tsv.gz"
     c.data.valid_file = "dev.tsv"
     c.data.train_path = ""  # explicit files instead of dir
     c.data.valid_path = ""
-    c.data.min_count = 1
+    c.data.min_count = 3  # rarer words become <unk>: less to memorise
     c.data.max_vocab = 0  # 0: every word of the training file
     c.data.buckets = (8, 16, 24, 32, 48, 64)
 

@@ -130,9 +130,14 @@ def _shapes(tree) -> dict:
     }
 
 
+def _describe(shape_dtype: tuple) -> str:
+    shape, dtype = shape_dtype
+    return f"{dtype}{list(shape)}"
+
+
 def _check_same_model(stored: dict, expected: dict, step: int, directory: str) -> None:
     differences = [
-        f"{name} is {stored[name][0]} there and {want[0]} in this config"
+        f"{name} is {_describe(stored[name])} there and {_describe(want)} in this config"
         for name, want in expected.items()
         if name in stored and stored[name] != want
     ]
