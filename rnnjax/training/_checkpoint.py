@@ -85,8 +85,9 @@ class Checkpointer:
     def _set_aside(self, step: int) -> str:
         """Moves an unreadable step out of the way (kept for inspection, never overwritten)."""
         aside = f"{self._directory}.unreadable/{step}"
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        os.replace(os.path.join(self._directory, str(step)), aside)
+        if jax.process_index() == 0:  # one process moves it; the others just skip the step
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.replace(os.path.join(self._directory, str(step)), aside)
         self._manager.reload()
         return aside
 
