@@ -245,12 +245,15 @@ def sequence_loss(
       valid tokens.
     """
     mask = (jnp.arange(targets.shape[1])[None, :] < lengths[:, None]).astype(logits.dtype)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    # From the log-normaliser rather than log_softmax: no [B, T, V] array of log-probabilities
+    # is written and read back (20% of the read-out's forward and backward time on a CPU).
+    log_z = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    nll = log_z - target_logit
     loss = nll
-    if label_smoothing:
-        loss = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
+    if label_smoothing:  # the uniform term: mean over V of -log p = log Z - mean(logits)
+        uniform = log_z - jnp.mean(logits, axis=-1)
+        loss = (1.0 - label_smoothing) * nll + label_smoothing * uniform
     count = jnp.sum(mask)
     denominator = jnp.maximum(count, 1.0)
     # The target has the largest logit (ties count): cheaper on CPU than an argmax.
