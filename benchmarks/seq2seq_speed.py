@@ -10,7 +10,8 @@ hidden 128 = embedding, dropout 0.1, Adam 1e-3, vocabularies of the eng-fra task
 
 - ``train``: one training step (forward with teacher forcing, backward, Adam), the libraries
   alternating (``benchmarks._timing.interleaved``), medians; ``rnnjax`` is the layers' default
-  backend (AUTO: the native kernels on CPU), ``rnnjax-scan`` the encoder on the plain scan;
+  backend (AUTO: the native kernels on CPU), ``rnnjax-scan`` and ``rnnjax-fused`` the encoder on
+  the plain scan and on the fused backward pass;
 - ``greedy`` / ``beam5``: sentences/s decoding the 736 test sources of ``eng-fra`` (random
   sources of the same lengths without ``../shared/data``) in batches of ``--decode-batch``,
   up to 10 tokens; the weights are untrained, so sentences rarely stop early (the worst case);
@@ -19,6 +20,7 @@ hidden 128 = embedding, dropout 0.1, Adam 1e-3, vocabularies of the eng-fra task
 """
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -43,7 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--decode-batch", type=int, default=64)
     parser.add_argument("--decode-sentences", type=int, default=736)
     parser.add_argument(
-        "--backends", default="auto,scan", help="the encoder's rnnjax backends to time"
+        "--backends", default="auto,scan,fused", help="the encoder's rnnjax backends to time"
     )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
@@ -94,7 +96,7 @@ def _rnnjax(args, batch, backend="auto"):
         logits, _ = model(params, src, src_len, tgt_in, dropout_key=key)
         return sequence_loss(logits, tgt_out, tgt_len)[0]
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1))  # as the trainer's step
     def train_step(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)

@@ -52,6 +52,7 @@ def validate(config) -> None:
     config_cli.check_choice(config, "model.attention", ATTENTION)
     config_cli.check_choice(config, "model.luong_score", LUONG_SCORES)
     config_cli.check_choice(config, "model.bridge", rnnjax.models.BRIDGES)
+    config_cli.check_choice(config, "model.backend", [b.value for b in rnnjax.Backend])
     config_cli.check_choice(config, "scheduled_sampling.kind", SCHEDULES)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
     config_cli.check_range(config, "label_smoothing", 0.0, 1.0)
