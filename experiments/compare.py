@@ -3,7 +3,8 @@ r"""RNN vs GRU vs LSTM, one and two directions, several seeds, on SST-2 under on
   python -m experiments.compare --data_dir=../shared/data/sst2 --out=workdirs/compare
 
 Every run trains the ``sst2.py`` config with the cell and direction swapped in and the same
-number of steps (so every model sees the same batches), then is timed for inference. Writes
+number of steps (so every model sees the same batches), then is timed for inference. Training
+speed is the median of the logged steps/s after the first log (compilation excluded). Writes
 ``<out>/compare.md`` (a Markdown table: dev accuracy mean ± std over seeds, training time per
 epoch, steps/s, parameters, latency per sentence at batch 1, sentences/s at batch 256) and
 ``<out>/compare.png``. Finished runs are kept: rerunning the command skips them.
@@ -87,12 +88,24 @@ def run_one(cell: str, direction: str, seed: int) -> dict:
     final = train.train_and_evaluate(config, workdir)
     result = {"cell": cell, "direction": direction, "seed": seed, **final}
     result.update(inference_speed(config, workdir))
-    result["steps_per_s"] = final["step"] / final["train_seconds"]
-    epochs = final["step"] * config.batch_size / result["train_rows"]
-    result["seconds_per_epoch"] = final["train_seconds"] / epochs
     with open(result_file, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def training_speed(result: dict) -> dict:
+    """Steps/s as the median of the logged rates after the first log (which holds the
+    compilations), and the seconds an epoch takes at that rate."""
+    workdir = os.path.join(
+        _OUT.value, f"{result['cell']}-{result['direction']}-seed{result['seed']}"
+    )
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    rates = [r["steps_per_sec"] for r in records if r["split"] == "train"][1:]
+    steps_per_s = float(np.median(rates)) if rates else result["step"] / result["train_seconds"]
+    batch_size = run_config(result["cell"], result["direction"], result["seed"]).batch_size
+    epoch_steps = result["train_rows"] / batch_size
+    return {"steps_per_s": steps_per_s, "seconds_per_epoch": epoch_steps / steps_per_s}
 
 
 def summarize(results: list) -> list:
@@ -160,6 +173,7 @@ def main(argv):
         ]
     except data.DataError as e:
         raise app.UsageError(str(e)) from None
+    results = [{**r, **training_speed(r)} for r in results]
     rows = summarize(results)
     os.makedirs(_OUT.value, exist_ok=True)
     write_table(rows, os.path.join(_OUT.value, "compare.md"))
