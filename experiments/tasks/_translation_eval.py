@@ -6,7 +6,6 @@ the text is already the tutorial's normalisation (lower case, accents stripped, 
 default ``13a`` tokeniser gives the same numbers on this text).
 """
 
-import os
 import warnings
 
 import jax
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import sacrebleu
 
+from experiments.tasks._files import write_atomically
 from rnnjax import data, decoding
 
 BLEU_TOKENIZE = "none"
@@ -65,9 +65,7 @@ def scores(hypotheses: list[str], references) -> dict:
 
 def write_lines(path: str, lines) -> None:
     """One line per entry, written atomically."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(path + ".tmp", path)
+    write_atomically(path, "".join(line + "\n" for line in lines))
 
 
 def attention_heatmaps(model, params, sources, target_vocab, translate, path: str) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from experiments import config_cli
+from experiments.tasks._files import write_atomically
 from rnnjax import data, training
 from rnnjax.models import CharLM
 
@@ -57,19 +58,13 @@ def load_data(config, workdir: str) -> data.CharCorpus:
             "lower batch_size or seq_len, or set --config.data.tbptt=false"
         )
     if vocab is None:
-        _write_atomically(vocab_file, json.dumps({"vocab": corpus.vocab}))
+        write_atomically(vocab_file, json.dumps({"vocab": corpus.vocab}))
     return corpus
 
 
 def _read_vocab(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return json.load(f)["vocab"]
-
-
-def _write_atomically(path: str, content: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
 
 
 def describe(corpus: data.CharCorpus) -> str:

@@ -15,6 +15,7 @@ import optax
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks._files import write_atomically
 from rnnjax import data
 from rnnjax.models import POOLINGS, SequenceClassifier
 
@@ -78,7 +79,7 @@ def load_data(config, workdir: str) -> ClassifyData:
             texts, min_count=config.data.min_count, max_size=config.data.max_vocab
         )
         num_classes = max(int(labels.max()) + 1, 2)
-        _write_atomically(vocab_file, json.dumps({"vocab": vocab, "num_classes": num_classes}))
+        write_atomically(vocab_file, json.dumps({"vocab": vocab, "num_classes": num_classes}))
     train = data.encode(texts, vocab, labels)
     valid = None
     if valid_path:
@@ -106,12 +107,6 @@ def _read_vocab(path: str):
         return saved["vocab"], saved["num_classes"]
     except (OSError, ValueError, KeyError) as e:
         raise data.DataError(f"cannot read the run's vocabulary {path!r}: {e}") from None
-
-
-def _write_atomically(path: str, content: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
 
 
 def describe(d: ClassifyData) -> str:
@@ -241,11 +236,8 @@ def predict(config, model, params, d: ClassifyData, input_path: str, output_path
         make_probabilities(model), params, sequences, d.boundaries, config.eval_batch_size
     )
     predicted = probs.argmax(-1) if len(texts) else np.zeros(0, np.int64)
-    with open(output_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("prediction\tprobability\n")
-        for label, p in zip(predicted, probs, strict=True):
-            f.write(f"{label}\t{p[label]:.6f}\n")
-    os.replace(output_path + ".tmp", output_path)
+    rows = [f"{label}\t{p[label]:.6f}\n" for label, p in zip(predicted, probs, strict=True)]
+    write_atomically(output_path, "prediction\tprobability\n" + "".join(rows))
     if labels is None or not len(labels):
         return f"wrote {len(texts)} predictions to {output_path}"
     accuracy = float(np.mean(predicted == labels))
