@@ -6,9 +6,20 @@ P projection, D directions, L layers.
 
 from rnnjax import cells, interop
 from rnnjax.cells import LSTMState
-from rnnjax.layers import GRU, LSTM, RNN, Recurrent
+from rnnjax.layers import GRU, LSTM, RNN, Recurrent, Stack
 from rnnjax.recurrence import Backend, unroll
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "Backend", "LSTM", "LSTMState", "RNN", "Recurrent", "cells", "interop", "unroll"]
+__all__ = [
+    "GRU",
+    "Backend",
+    "LSTM",
+    "LSTMState",
+    "RNN",
+    "Recurrent",
+    "Stack",
+    "cells",
+    "interop",
+    "unroll",
+]

@@ -89,3 +89,26 @@ def test_peephole_cell_unroll_step_and_layer():
     out, _ = single(layer_params[:2], batch, jnp.array([6, 3]))
     rev_out, _ = _reference(layer_params[1], batch[1, :3][::-1], 3)
     np.testing.assert_allclose(out[1, :3, 4:8], rev_out[:3][::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_stack_runs_any_cell_like_the_subclass():
+    stack = rnnjax.Stack(cell=PeepholeLSTMCell(4), num_layers=2, bidirectional=True)
+    subclass = PeepholeLSTM(4, num_layers=2, bidirectional=True)
+    params = stack.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 2])
+    got, want = stack(params, xs, lengths), subclass(params, xs, lengths)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert stack.hidden_size == 4 and hash(stack) == hash(
+        rnnjax.Stack(cell=PeepholeLSTMCell(4), num_layers=2, bidirectional=True)
+    )
+
+
+def test_stack_refuses_a_non_cell_and_a_conflicting_hidden_size():
+    import pytest
+
+    with pytest.raises(ValueError, match="cell must be an rnnjax.cells.Cell"):
+        rnnjax.Stack(cell="lstm")
+    with pytest.raises(ValueError, match="hidden_size must be 0"):
+        rnnjax.Stack(hidden_size=5, cell=PeepholeLSTMCell(4))

@@ -1,5 +1,5 @@
 """Torch-like layers: ``RNN``, ``LSTM``, ``GRU`` and ``Recurrent`` for any cell."""
 
-from rnnjax.layers._layers import GRU, LSTM, RNN, Recurrent
+from rnnjax.layers._layers import GRU, LSTM, RNN, Recurrent, Stack
 
-__all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
+__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "Stack"]

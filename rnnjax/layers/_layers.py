@@ -232,3 +232,28 @@ class GRU(Recurrent):
         return GRUCell(
             self.hidden_size, self.bias, self.reset_after, self.input_init, self.recurrent_init
         )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stack(Recurrent):
+    """A stack of any cell (the zoo's or your own) without writing a ``Recurrent`` subclass::
+
+        layer = rnnjax.Stack(cell=rnnjax.cells.GRUCell(64), num_layers=2, bidirectional=True)
+
+    ``hidden_size`` comes from the cell; the cell's own options (bias, initialisers) hold, so the
+    layer's ``bias``, ``input_init`` and ``recurrent_init`` are not used.
+    """
+
+    hidden_size: int = 0
+    cell: Cell = None  # a field here: shadows the abstract property of ``Recurrent``
+
+    def __post_init__(self):
+        if not isinstance(self.cell, Cell):
+            raise ValueError(f"cell must be an rnnjax.cells.Cell, got {self.cell!r}")
+        if self.hidden_size not in (0, self.cell.hidden_size):
+            raise ValueError(
+                f"hidden_size must be 0 (taken from the cell) or the cell's "
+                f"{self.cell.hidden_size}, got {self.hidden_size}"
+            )
+        object.__setattr__(self, "hidden_size", self.cell.hidden_size)
+        super().__post_init__()
