@@ -46,6 +46,9 @@ def restore_model(config, workdir: str, task, data):
     checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
     if checkpointer.latest_step is None:
         raise training.CheckpointError(f"no checkpoint in {workdir!r}: train a model there first")
-    state = checkpointer.restore_latest(create_train_state(config, task, model, optimizer))
+    # Restored into the state's shapes (jax.eval_shape), not an initialised state: compiling the
+    # initialiser took seconds of every command's start.
+    like = jax.eval_shape(lambda: create_train_state(config, task, model, optimizer))
+    state = checkpointer.restore_latest(like)
     checkpointer.close()
     return model, state.params

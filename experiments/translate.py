@@ -23,7 +23,6 @@ Input is handled as documented here, never with a traceback:
 import os
 import sys
 
-import jax
 import numpy as np
 from absl import app, flags, logging
 
@@ -54,17 +53,8 @@ def load_run(workdir: str):
         )
     task = tasks.get("translate")
     run_data = task.load_inference_data(config, workdir)
-    model = task.build_model(config, run_data)
-    optimizer, _ = run_state.make_optimizer(config)
-    checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
-    if checkpointer.latest_step is None:
-        raise training.CheckpointError(f"no checkpoint in {workdir!r}: train a model there first")
-    # As run_state.restore_model, but restoring into the state's shapes (jax.eval_shape) rather
-    # than an initialised state: compiling the initialiser took seconds of a command's start.
-    like = jax.eval_shape(lambda: run_state.create_train_state(config, task, model, optimizer))
-    state = checkpointer.restore_latest(like)
-    checkpointer.close()
-    return config, model, state.params, run_data
+    model, params = run_state.restore_model(config, workdir, task, run_data)
+    return config, model, params, run_data
 
 
 def prepare(lines, d, keep_period: bool, warn=None):
