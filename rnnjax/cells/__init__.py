@@ -3,8 +3,15 @@
 from rnnjax.cells._base import Cell, CellParams, State, affine, init_cell_params
 from rnnjax.cells._elman import ElmanCell
 from rnnjax.cells._gru import GRUCell
+from rnnjax.cells._indrnn import IndRNNCell, IndRNNParams
 from rnnjax.cells._initializers import INITIALIZER_NAMES
+from rnnjax.cells._layer_norm import LayerNormGRUCell, LayerNormLSTMCell, LayerNormParams
+from rnnjax.cells._linear import LinearCell
+from rnnjax.cells._lru import LRUCell, LRUParams
 from rnnjax.cells._lstm import LSTMCell, LSTMState
+from rnnjax.cells._mgu import MGUCell
+from rnnjax.cells._min_rnn import MinGRUCell, MinLSTMCell, MinRNNParams
+from rnnjax.cells._peephole import PeepholeLSTMCell, PeepholeParams
 
 __all__ = [
     "INITIALIZER_NAMES",
@@ -12,8 +19,22 @@ __all__ = [
     "CellParams",
     "ElmanCell",
     "GRUCell",
+    "IndRNNCell",
+    "IndRNNParams",
+    "LRUCell",
+    "LRUParams",
     "LSTMCell",
     "LSTMState",
+    "LayerNormGRUCell",
+    "LayerNormLSTMCell",
+    "LayerNormParams",
+    "LinearCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "MinRNNParams",
+    "MGUCell",
+    "PeepholeLSTMCell",
+    "PeepholeParams",
     "State",
     "affine",
     "init_cell_params",
