@@ -4,7 +4,7 @@ Shape vocabulary (see ``rnnjax._shapes``): B batch, T time, I input, H hidden, G
 P projection, D directions, L layers.
 """
 
-from rnnjax import cells, interop
+from rnnjax import cells, diagnostics, interop
 from rnnjax.cells import LSTMState
 from rnnjax.layers import GRU, LSTM, RNN, Recurrent, Stack
 from rnnjax.recurrence import Backend, unroll
@@ -20,6 +20,7 @@ __all__ = [
     "Recurrent",
     "Stack",
     "cells",
+    "diagnostics",
     "interop",
     "unroll",
 ]
