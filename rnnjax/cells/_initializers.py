@@ -4,6 +4,7 @@ PyTorch initialises every weight and bias of nn.RNN/LSTM/GRU from U(-1/sqrt(H), 
 the default here so that a freshly initialised rnnjax layer is distributed like a torch one.
 Orthogonal recurrent weights and Glorot input weights are the common alternatives; each gate's
 block is initialised on its own so that every gate gets an orthogonal (or Glorot-scaled) matrix.
+``"identity"`` recurrent weights with a relu RNN give the IRNN of Le et al. (2015).
 """
 
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
-INITIALIZER_NAMES = ("uniform", "orthogonal", "glorot_uniform")
+INITIALIZER_NAMES = ("uniform", "orthogonal", "glorot_uniform", "identity")
 
 
 def torch_uniform(hidden_size: int) -> Initializer:
@@ -23,6 +24,12 @@ def torch_uniform(hidden_size: int) -> Initializer:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
+def identity(key, shape, dtype=jnp.float32):
+    """The identity matrix (ones on the diagonal of a non-square block); ``key`` is unused."""
+    del key
+    return jnp.eye(*shape, dtype=dtype)
 
 
 def resolve(init: str | Initializer, hidden_size: int, argument: str) -> Initializer:
@@ -44,6 +51,8 @@ def resolve(init: str | Initializer, hidden_size: int, argument: str) -> Initial
         return jax.nn.initializers.orthogonal()
     if init == "glorot_uniform":
         return jax.nn.initializers.glorot_uniform()
+    if init == "identity":
+        return identity
     raise ValueError(f"{argument} must be one of {INITIALIZER_NAMES} or a callable, got {init!r}")
 
 

@@ -35,6 +35,9 @@ class LSTMCell(Cell):
       forget_bias: if set, the initial total forget-gate bias (``b_ih + b_hh`` of gate f), e.g. 1.0.
       input_init: initialiser of ``w_ih`` (``"uniform"``, ``"glorot_uniform"`` or a callable).
       recurrent_init: initialiser of ``w_hh`` (``"uniform"``, ``"orthogonal"`` or a callable).
+      chrono_init: if set, T_max of the chrono initialisation (Tallec & Ollivier 2018): the total
+        forget-gate bias is log(u), u ~ U[1, T_max - 1], and the input-gate bias its negative, so
+        that the cell's memory spans time scales up to about T_max steps at initialisation.
     """
 
     hidden_size: int
@@ -43,6 +46,7 @@ class LSTMCell(Cell):
     forget_bias: float | None = None
     input_init: object = "uniform"
     recurrent_init: object = "uniform"
+    chrono_init: float | None = None
 
     def __post_init__(self):
         _checks.positive_int(self.hidden_size, "hidden_size")
@@ -52,6 +56,13 @@ class LSTMCell(Cell):
             )
         if self.forget_bias is not None and not self.bias:
             raise ValueError("forget_bias needs bias=True, got bias=False")
+        if self.chrono_init is not None:
+            if not self.bias:
+                raise ValueError("chrono_init needs bias=True, got bias=False")
+            if self.forget_bias is not None:
+                raise ValueError("chrono_init and forget_bias both set the forget bias: give one")
+            if not self.chrono_init > 2:
+                raise ValueError(f"chrono_init (T_max) must be above 2, got {self.chrono_init!r}")
 
     @property
     def output_size(self) -> int:
@@ -75,6 +86,8 @@ class LSTMCell(Cell):
                 b_ih=params.b_ih.at[h : 2 * h].set(self.forget_bias),
                 b_hh=params.b_hh.at[h : 2 * h].set(0.0),
             )
+        if self.chrono_init is not None:
+            params = _chrono_biases(jax.random.fold_in(key, 1), params, h, self.chrono_init)
         if self.proj_size:
             w_hr = _initializers.torch_uniform(h)(k_proj, (h, self.proj_size), jnp.float32)
             params = params._replace(w_hr=w_hr)
@@ -112,3 +125,10 @@ class LSTMCell(Cell):
         if self.proj_size:
             h = h @ params.w_hr
         return LSTMState(h, c), h
+
+
+def _chrono_biases(key, params: CellParams, h: int, t_max: float) -> CellParams:
+    """Forget bias log(U[1, T_max - 1]) and input bias its negative, held in ``b_ih``."""
+    forget = jnp.log(jax.random.uniform(key, (h,), params.b_ih.dtype, 1.0, t_max - 1.0))
+    b_ih = params.b_ih.at[:h].set(-forget).at[h : 2 * h].set(forget)
+    return params._replace(b_ih=b_ih, b_hh=params.b_hh.at[: 2 * h].set(0.0))
