@@ -26,7 +26,7 @@ from ml_collections import config_flags
 
 from experiments import config_cli, tasks
 from experiments.run_state import create_train_state, make_optimizer
-from rnnjax import data, training
+from rnnjax import data, diagnostics, training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
@@ -93,6 +93,24 @@ def _log_eval(step: int, metrics: dict) -> None:
     logging.info("eval step %d | %s", step, shown)
 
 
+def _make_diagnose(config, task, model, data):
+    """``diagnose(params) -> dict`` of ``rnnjax.diagnostics.summary`` (jitted), or None when
+    ``config.diagnostics_every`` is 0: nothing is built or run then."""
+    every = config.get("diagnostics_every", 0)
+    if not every:
+        return None
+    if every < 0 or not hasattr(task, "diagnostics_probe"):
+        raise config_cli.ConfigError(
+            f"config.diagnostics_every must be 0 (off) or a positive number of steps for a task "
+            f"with diagnostics_probe, got {every} for task {config.task!r}"
+        )
+
+    def diagnose(params):
+        return diagnostics.summary(*task.diagnostics_probe(config, model, data, params))
+
+    return jax.jit(diagnose)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains ``config`` in ``workdir`` (resuming from it) and returns the final eval metrics."""
     task = tasks.get(config.task)
@@ -126,6 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     evaluate = task.make_evaluator(config, model, data)
     show = task.make_show(config, model, data)
     writer = training.MetricWriter(workdir) if main else _NoWriter()
+    diagnose = _make_diagnose(config, task, model, data)
 
     def evaluate_and_show(params, step, final):
         metrics = evaluate(params, final)
@@ -162,6 +181,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 writer.write(step, "train", means)
                 logging.info(training.console_line(step, config.num_steps, means))
                 pending = []
+            if diagnose and (step % config.diagnostics_every == 0 or step == 1):
+                writer.write(step, "diagnostics", diagnose(state.params))
             if step % config.checkpoint_every == 0:
                 checkpointer.save(state)
             if preemption.reached(step):

@@ -25,6 +25,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2
     c.max_nonfinite_in_a_row = 20
     c.time_budget_s = 0.0  # stop gracefully (final save and evaluation) after this; 0 for none
+    c.diagnostics_every = 0  # log rnnjax.diagnostics.summary every N steps (task hook); 0: off
     c.model = ml_collections.ConfigDict()
     c.data = ml_collections.ConfigDict()
     return c

@@ -16,6 +16,12 @@ A task module defines (see ``char_lm`` and ``classify`` for complete examples):
 - optionally ``load_inference_data(config, workdir)`` and
   ``predict(config, model, params, data, input_path, output_path) -> str`` for
   ``experiments.predict``.
+- optionally ``diagnostics_probe(config, model, data, params) -> (layer, layer_params, x,
+  loss_fn)`` for ``config.diagnostics_every``: the ``rnnjax.Recurrent`` layer to diagnose, its
+  parameters, a fixed ``[B, T, I]`` batch of its inputs and ``loss_fn(outputs [B, T, D*H]) ->
+  scalar`` (the model's head and loss from there); the trainer logs
+  ``rnnjax.diagnostics.summary`` of it to metrics.jsonl and TensorBoard (split "diagnostics")
+  at step 1 and every ``diagnostics_every`` steps. See ``memory`` for an example.
 
 A new task is one module here, its name in ``TASKS`` and one config in ``experiments/configs``.
 """
@@ -26,7 +32,10 @@ from types import ModuleType
 TASKS = {
     "char_lm": "experiments.tasks.char_lm",
     "classify": "experiments.tasks.classify",
+    "forecast": "experiments.tasks.forecast",
     "frames": "experiments.tasks.frames",
+    "memory": "experiments.tasks.memory",
+    "sequential_images": "experiments.tasks.sequential_images",
     "translate": "experiments.tasks.translate",
 }
 
