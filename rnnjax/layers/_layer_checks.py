@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax.recurrence import _masks
+
 
 def check_inputs(x, batch_first: bool, input_size: int):
     layout = "[B, T, F]" if batch_first else "[T, B, F]"
@@ -37,6 +39,22 @@ def check_lengths(lengths, batch_size: int, num_steps: int):
                 f"[{values.min()}, {values.max()}]"
             )
     return lengths
+
+
+def check_mask_and_resets(mask, resets, lengths, batch_first: bool, batch_size: int, steps: int):
+    """``(mask, resets)`` checked and time-major ``[T, B]`` (None where not given)."""
+    if mask is not None and lengths is not None:
+        raise ValueError("pass lengths or mask, not both (mask=arange(T) < lengths[:, None])")
+    layout, shape = (
+        ("[B, T]", (batch_size, steps)) if batch_first else ("[T, B]", (steps, batch_size))
+    )
+    checked = []
+    for name, flags in (("mask", mask), ("resets", resets)):
+        if flags is not None:
+            flags = _masks.check_flags(flags, name, shape, layout)
+            flags = flags.T if batch_first else flags
+        checked.append(flags)
+    return tuple(checked)
 
 
 def check_initial_state(initial_state, expected):

@@ -37,6 +37,7 @@ def fused_recurrence(
     projected,
     state0,
     valid=None,
+    restarts=None,
     *,
     reverse: bool = False,
     unroll: int = 1,
@@ -52,6 +53,8 @@ def fused_recurrence(
         raw inputs ``[T, B, I]``, projected step by step.
       state0: the initial state with a leading batch axis.
       valid: optional ``[T, B]`` booleans; an invalid step keeps the state and outputs zeros.
+      restarts: optional ``[T, B]`` booleans; the state is ``state0`` again before a marked step
+        (``rnnjax.recurrence._masks.restarts``: already shifted for ``reverse``).
       reverse: run from t = T-1 down to 0.
       unroll: steps per loop iteration, for both scans.
       save_hw: keep ``h_{t-1} @ W`` from the forward pass (``[T, B, GH]`` of memory) instead of
@@ -62,7 +65,9 @@ def fused_recurrence(
       ``(outputs [T, B, O], final_state)``, the values of the plain scan.
     """
     with forward_mode_hint("fused"):
-        return _fused(cell, reverse, unroll, save_hw, hoisted, params, projected, state0, valid)
+        return _fused(
+            cell, reverse, unroll, save_hw, hoisted, params, projected, state0, valid, restarts
+        )
 
 
 def _batched(cell: Cell):
@@ -81,14 +86,16 @@ def select_valid(valid, new, old):
     return jax.tree.map(one, new, old)
 
 
-def _forward(cell, reverse, unroll, hoisted, params, inputs, state0, valid, keep):
+def _forward(cell, reverse, unroll, hoisted, params, inputs, state0, valid, restarts, keep):
     """The forward scan; with ``keep`` it also returns each step's previous state, ``hw`` and
     (unless ``hoisted``) projected input."""
     pointwise, read = _batched(cell)
     w = cell.recurrent_weight(params)
 
     def step(state, inputs):
-        x, v = inputs
+        x, v, r = inputs
+        if r is not None:
+            state = select_valid(r, state0, state)
         if not hoisted:
             x = cell.project_inputs(params, x)
         hw = read(state) @ w
@@ -98,28 +105,32 @@ def _forward(cell, reverse, unroll, hoisted, params, inputs, state0, valid, keep
             out = select_valid(v, out, jnp.zeros_like(out))
         return new_state, ((out, state, hw, None if hoisted else x) if keep else out)
 
-    final, ys = jax.lax.scan(step, state0, (inputs, valid), reverse=reverse, unroll=unroll)
+    final, ys = jax.lax.scan(
+        step, state0, (inputs, valid, restarts), reverse=reverse, unroll=unroll
+    )
     return final, ys
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
-def _fused(cell, reverse, unroll, save_hw, hoisted, params, inputs, state0, valid):
-    final, outputs = _forward(cell, reverse, unroll, hoisted, params, inputs, state0, valid, False)
+def _fused(cell, reverse, unroll, save_hw, hoisted, params, inputs, state0, valid, restarts):
+    final, outputs = _forward(
+        cell, reverse, unroll, hoisted, params, inputs, state0, valid, restarts, False
+    )
     return outputs, final
 
 
-def _fused_fwd(cell, reverse, unroll, save_hw, hoisted, params, inputs, state0, valid):
+def _fused_fwd(cell, reverse, unroll, save_hw, hoisted, params, inputs, state0, valid, restarts):
     final, (outputs, prev, hw, projected) = _forward(
-        cell, reverse, unroll, hoisted, params, inputs, state0, valid, True
+        cell, reverse, unroll, hoisted, params, inputs, state0, valid, restarts, True
     )
     if hoisted:
         projected, inputs = inputs, None
-    residuals = (params, inputs, projected, valid, prev, hw if save_hw else None)
+    residuals = (params, inputs, projected, valid, restarts, prev, hw if save_hw else None)
     return (outputs, final), residuals
 
 
 def _fused_bwd(cell, reverse, unroll, save_hw, hoisted, residuals, cotangents):
-    params, xs, projected, valid, prev, hw = residuals
+    params, xs, projected, valid, restarts, prev, hw = residuals
     d_outputs, d_final = cotangents
     pointwise, read = _batched(cell)
     w = cell.recurrent_weight(params)
@@ -129,10 +140,10 @@ def _fused_bwd(cell, reverse, unroll, save_hw, hoisted, residuals, cotangents):
         hw = jnp.reshape(jnp.reshape(reads, (steps * batch, -1)) @ w, projected.shape)
 
     def step(carry, inputs):
-        d_state, d_params = carry
-        state, x, hw_t, d_out, v = inputs
+        d_state, d_params, d_restarted = carry
+        state, x, hw_t, d_out, v, r = inputs
+        zeros = jax.tree.map(jnp.zeros_like, d_state)
         if v is not None:  # an invalid step passes d_state through and gets no cotangent
-            zeros = jax.tree.map(jnp.zeros_like, d_state)
             d_new, d_out = (
                 select_valid(v, d_state, zeros),
                 select_valid(v, d_out, jnp.zeros_like(d_out)),
@@ -146,27 +157,33 @@ def _fused_bwd(cell, reverse, unroll, save_hw, hoisted, residuals, cotangents):
         d_prev = jax.tree.map(jnp.add, d_prev, d_read)
         if v is not None:
             d_prev = select_valid(v, d_prev, d_state)
-        return (d_prev, jax.tree.map(jnp.add, d_params, dp)), (dx, dhw)
+        if r is not None:  # a restarted step's state is state0, not the previous step's
+            d_restarted = jax.tree.map(jnp.add, d_restarted, select_valid(r, d_prev, zeros))
+            d_prev = select_valid(r, zeros, d_prev)
+        return (d_prev, jax.tree.map(jnp.add, d_params, dp), d_restarted), (dx, dhw)
 
     d_params0 = jax.tree.map(jnp.zeros_like, params)
-    (d_state0, d_params), (d_projected, dhw) = jax.lax.scan(
+    d_restarted0 = None if restarts is None else jax.tree.map(jnp.zeros_like, d_final)
+    (d_state0, d_params, d_restarted), (d_projected, dhw) = jax.lax.scan(
         step,
-        (d_final, d_params0),
-        (prev, projected, hw, d_outputs, valid),
+        (d_final, d_params0, d_restarted0),
+        (prev, projected, hw, d_outputs, valid, restarts),
         reverse=not reverse,
         unroll=unroll,
     )
+    if restarts is not None:
+        d_state0 = jax.tree.map(jnp.add, d_state0, d_restarted)
     # dW = sum_t h_{t-1}^T dz_t as one [P, T*B] @ [T*B, GH] matmul.
     d_w = jnp.reshape(reads, (steps * batch, -1)).T @ jnp.reshape(dhw, (steps * batch, -1))
     _, weight_vjp = jax.vjp(cell.recurrent_weight, params)
     (d_params_w,) = weight_vjp(d_w)
     d_params = jax.tree.map(jnp.add, d_params, d_params_w)
     if hoisted:
-        return d_params, d_projected, d_state0, None
+        return d_params, d_projected, d_state0, None, None
     # The input projection's gradients over all T*B rows at once: dW_ih = X^T dZ, dx = dZ W_ih^T.
     _, project_vjp = jax.vjp(cell.project_inputs, params, xs)
     d_params_x, d_xs = project_vjp(d_projected)
-    return jax.tree.map(jnp.add, d_params, d_params_x), d_xs, d_state0, None
+    return jax.tree.map(jnp.add, d_params, d_params_x), d_xs, d_state0, None, None
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
