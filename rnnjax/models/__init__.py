@@ -11,14 +11,34 @@ from rnnjax.models._decoder import (
     DecoderState,
     Memory,
 )
+from rnnjax.models._forecast_baselines import (
+    ARModel,
+    ar_forecast,
+    choose_ar_order,
+    fit_ar,
+    mae,
+    mase,
+    persistence,
+    rmse,
+    seasonal_naive,
+)
+from rnnjax.models._forecaster import FORECAST_MODES, Forecaster, ForecasterParams
 from rnnjax.models._one_to_many import VectorToSequence
 from rnnjax.models._scheduled_sampling import SCHEDULES, TeacherForcingSchedule
 from rnnjax.models._seq2seq import Encoder, EncoderParams, Seq2Seq, Seq2SeqParams, sequence_loss
+from rnnjax.models._transformer import (
+    KVCache,
+    TransformerBlockParams,
+    TransformerLM,
+    TransformerParams,
+)
 
 __all__ = [
     "ATTENTION_KINDS",
+    "ARModel",
     "BRIDGES",
     "DECODER_ATTENTION",
+    "FORECAST_MODES",
     "POOLINGS",
     "SCHEDULES",
     "Attention",
@@ -31,12 +51,26 @@ __all__ = [
     "DecoderState",
     "Encoder",
     "EncoderParams",
+    "Forecaster",
+    "ForecasterParams",
+    "KVCache",
     "Memory",
     "Seq2Seq",
     "Seq2SeqParams",
     "SequenceClassifier",
     "TeacherForcingSchedule",
+    "TransformerBlockParams",
+    "TransformerLM",
+    "TransformerParams",
     "VectorToSequence",
+    "ar_forecast",
+    "choose_ar_order",
+    "fit_ar",
+    "mae",
+    "mase",
     "masked_softmax",
+    "persistence",
+    "rmse",
+    "seasonal_naive",
     "sequence_loss",
 ]
