@@ -11,8 +11,11 @@ from jaxtyping import Bool
 
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
+from rnnjax.recurrence import _masks
+from rnnjax.recurrence.backends._associative import associative_recurrence
 from rnnjax.recurrence.backends._fused_vjp import fused_recurrence, select_valid
 from rnnjax.recurrence.backends._native import native_recurrence
+from rnnjax.recurrence.backends._newton import Newton, newton_recurrence
 from rnnjax.recurrence.backends._resolve import Backend, _parse, resolve
 
 
@@ -23,6 +26,8 @@ def unroll(
     initial_state=None,
     *,
     length: Int[Array, ""] | int | None = None,
+    mask: Bool[Array, " T"] | None = None,
+    resets: Bool[Array, " T"] | None = None,
     reverse: bool = False,
     unroll: int = 1,
     remat: bool = False,
@@ -46,6 +51,11 @@ def unroll(
       xs: ``[T, I]`` inputs.
       initial_state: the cell's state for one example; zeros when None.
       length: number of valid steps, a scalar in [0, T]; all T when None.
+      mask: ``[T]`` booleans, an alternative to ``length`` (not both): a False step carries the
+        state unchanged and outputs zeros (left padding, holes).
+      resets: ``[T]`` booleans: the state returns to ``initial_state`` before each marked step
+        (documents packed into one sequence, RL episodes). Reversed, each segment runs from
+        its last step with ``initial_state``.
       reverse: process time backwards; outputs stay at the positions of their inputs.
       unroll: steps unrolled per loop iteration of the scan.
       remat: recompute each step in the backward pass (``jax.checkpoint``) instead of storing its
@@ -53,13 +63,18 @@ def unroll(
       hoist_inputs: compute the input projection for all steps in one matmul before the scan
         (True) or inside each step (False).
       backend: ``"scan"`` (default), ``"fused"`` (hand-written backward pass, see
-        ``rnnjax.recurrence.backends._fused_vjp``; fusable cells) or ``"auto"``. Under
+        ``rnnjax.recurrence.backends._fused_vjp``; fusable cells; masks and resets too) or
+        ``"auto"``. Under
         ``jax.vmap`` the fused backward computes one weight gradient per example before summing
         them, so batches are faster through the layers (``rnnjax.LSTM``...), which use it batched.
+        ``"associative"`` runs a linear cell (minGRU, minLSTM, LRU) as a parallel prefix scan,
+        ``"newton"`` or ``backends.Newton(...)`` any differentiable cell by Newton iterations
+        (DEER); see ``rnnjax.recurrence.backends``.
 
     Returns:
       ``(outputs [T, O], final_state)``; outputs are zero at padded positions and ``final_state``
-      is the state after the last valid step (after position 0 when ``reverse``).
+      is the state after the last valid step (after position 0 when ``reverse``), that of the
+      last segment with ``resets``.
     """
     xs = jnp.asarray(xs)
     if xs.ndim != 2:
@@ -70,7 +85,14 @@ def unroll(
         raise ValueError(f"xs must have a floating dtype, got {xs.dtype}")
     if initial_state is None:
         initial_state = cell.initial_state(xs.dtype)
-    if resolve(backend, cell) is Backend.FUSED:
+    if mask is not None:
+        if length is not None:
+            raise ValueError("pass length or mask, not both (mask=arange(T) < length is length)")
+        mask = _masks.check_flags(mask, "mask", xs.shape[:1], "[T]")
+    if resets is not None:
+        resets = _masks.check_flags(resets, "resets", xs.shape[:1], "[T]")
+    # The batched backends run one sequence as a batch of one.
+    if resolve(backend, cell) in (Backend.FUSED, Backend.ASSOCIATIVE, Backend.NEWTON):
         lengths = None if length is None else jnp.reshape(jnp.asarray(length), (1,))
         outputs, final_state = scan_time_major(
             cell,
@@ -78,16 +100,19 @@ def unroll(
             xs[:, None],
             jax.tree.map(lambda s: s[None], initial_state),
             lengths,
+            mask=None if mask is None else mask[:, None],
+            resets=None if resets is None else resets[:, None],
             reverse=reverse,
             unroll=unroll,
             remat=remat,
             hoist_inputs=hoist_inputs,
-            backend=Backend.FUSED,
+            backend=backend,
         )
         return outputs[:, 0], jax.tree.map(lambda s: s[0], final_state)
 
-    if length is not None:  # before the projection: its weight gradient reads xs
-        xs = _zero_padding(xs, jnp.arange(xs.shape[0]) < length)
+    valid = mask if length is None else jnp.arange(xs.shape[0]) < length
+    if valid is not None:  # before the projection: its weight gradient reads xs
+        xs = _zero_padding(xs, valid)
     if hoist_inputs:
         inputs = cell.project_inputs(params, xs)
 
@@ -102,22 +127,25 @@ def unroll(
     if remat:
         one_step = jax.checkpoint(one_step)
 
-    if length is None:
+    if valid is None and resets is None:
         final_state, outputs = jax.lax.scan(
             one_step, initial_state, inputs, reverse=reverse, unroll=unroll
         )
         return outputs, final_state
 
-    def masked_step(state, x_and_t):
-        x, t = x_and_t
+    def masked_step(state, x_valid_restart):
+        x, v, r = x_valid_restart
+        if r is not None:
+            state = jax.tree.map(lambda s0, s: jnp.where(r, s0, s), initial_state, state)
         new_state, output = one_step(state, x)
-        valid = t < length
-        new_state = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_state, state)
-        return new_state, jnp.where(valid, output, jnp.zeros_like(output))
+        if v is None:
+            return new_state, output
+        new_state = jax.tree.map(lambda new, old: jnp.where(v, new, old), new_state, state)
+        return new_state, jnp.where(v, output, jnp.zeros_like(output))
 
-    steps = jnp.arange(xs.shape[0])
+    restarts = None if resets is None else _masks.restarts(resets, reverse)
     final_state, outputs = jax.lax.scan(
-        masked_step, initial_state, (inputs, steps), reverse=reverse, unroll=unroll
+        masked_step, initial_state, (inputs, valid, restarts), reverse=reverse, unroll=unroll
     )
     return outputs, final_state
 
@@ -129,6 +157,8 @@ def scan_time_major(
     initial_state,
     lengths: Int[Array, " B"] | None = None,
     *,
+    mask: Bool[Array, "T B"] | None = None,
+    resets: Bool[Array, "T B"] | None = None,
     reverse: bool = False,
     unroll: int = 1,
     remat: bool = False,
@@ -143,6 +173,8 @@ def scan_time_major(
       initial_state: the state with a leading batch axis (leaves ``[B, ...]``).
       lengths: optional ``[B]`` valid steps per example; the inputs past them are zeroed before
         any backend sees them (``unroll``'s ``length``).
+      mask: optional ``[T, B]`` booleans instead of ``lengths`` (``unroll``'s ``mask``).
+      resets: optional ``[T, B]`` booleans (``unroll``'s ``resets``); NATIVE refuses them.
       reverse, unroll, remat, hoist_inputs: as ``unroll``. With the fused backend ``remat``
         recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
         it; the states are kept either way.
@@ -153,13 +185,28 @@ def scan_time_major(
     Returns:
       ``(outputs [T, B, O], final_state)`` with leaves ``[B, ...]``.
     """
-    valid = None
+    valid = mask
     if lengths is not None:
         valid = _valid_steps(xs.shape[0], lengths)
+    if valid is not None:
         xs = _zero_padding(xs, valid)
+    restarts = None if resets is None else _masks.restarts(resets, reverse)
     if _parse(backend) is Backend.NATIVE:
+        if restarts is not None:
+            raise ValueError("backend='native' cannot run resets: use backend='scan' or 'fused'")
         return native_recurrence(cell, params, xs, initial_state, valid, reverse=reverse)
+    newton = backend if isinstance(backend, Newton) else Newton()
     backend = resolve(backend, cell)
+    if backend is Backend.ASSOCIATIVE:
+        return associative_recurrence(
+            cell, params, xs, initial_state, valid, restarts, reverse=reverse
+        )
+    if backend is Backend.NEWTON:
+        if restarts is not None:
+            raise ValueError("backend='newton' cannot run resets: use backend='scan' or 'fused'")
+        return newton_recurrence(
+            cell, params, xs, initial_state, valid, config=newton, reverse=reverse
+        )
     if backend is Backend.FUSED:
         return fused_recurrence(
             cell,
@@ -167,6 +214,7 @@ def scan_time_major(
             cell.project_inputs(params, xs) if hoist_inputs else xs,
             initial_state,
             valid,
+            restarts,
             reverse=reverse,
             unroll=unroll,
             save_hw=not remat,
@@ -182,15 +230,17 @@ def scan_time_major(
     if remat:
         one_step = jax.checkpoint(one_step)
 
-    def step(state, x_and_valid):
-        x, v = x_and_valid
+    def step(state, x_valid_restart):
+        x, v, r = x_valid_restart
+        if r is not None:
+            state = select_valid(r, initial_state, state)
         new_state, output = one_step(state, x)
         if v is None:
             return new_state, output
         return select_valid(v, new_state, state), select_valid(v, output, jnp.zeros_like(output))
 
     final_state, outputs = jax.lax.scan(
-        step, initial_state, (inputs, valid), reverse=reverse, unroll=unroll
+        step, initial_state, (inputs, valid, restarts), reverse=reverse, unroll=unroll
     )
     return outputs, final_state
 

@@ -5,9 +5,15 @@ option. ``FUSED`` (``backends._fused_vjp``) has a hand-written backward pass who
 are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``NATIVE``
 (``backends._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
 matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32. ``CUDNN``
-(``backends._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU.
+(``backends._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU. ``ASSOCIATIVE``
+(``backends._associative``) runs a cell with a linear recurrence (``rnnjax.cells.LinearCell``:
+minGRU, minLSTM, LRU) as one parallel prefix scan. ``NEWTON`` (``backends._newton``, DEER and
+quasi-DEER) solves for all states of any differentiable cell at once by Newton iterations; pass
+``backends.Newton(tol=..., max_iters=..., quasi=...)`` for its options.
 
 ``AUTO`` picks what ``benchmarks/RESULTS.md`` measured fastest on the platform at hand:
+- Linear cells: ASSOCIATIVE everywhere. NEWTON is never picked: whether it pays depends on T, H,
+  the device and how fast the iterations converge (``benchmarks/parallel_time.py``).
 - CPU: NATIVE for a layer whose cell, dtype and options it runs (and where the extension is
   built), else SCAN. FUSED trained 1.2-1.3x slower than SCAN there: its backward loop (the
   pointwise VJP rerun per step, the saved states read back) costs more than the per-step
@@ -22,8 +28,10 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells import Cell
+from rnnjax.cells import Cell, LinearCell
 from rnnjax.recurrence.backends import _cudnn, _native
+from rnnjax.recurrence.backends._associative import check_linear
+from rnnjax.recurrence.backends._newton import Newton
 
 
 class Backend(enum.Enum):
@@ -34,9 +42,13 @@ class Backend(enum.Enum):
     FUSED = "fused"
     NATIVE = "native"
     CUDNN = "cudnn"
+    ASSOCIATIVE = "associative"
+    NEWTON = "newton"
 
 
 def _parse(backend) -> Backend:
+    if isinstance(backend, Newton):  # the NEWTON backend with its options
+        return Backend.NEWTON
     try:
         return Backend(backend)
     except ValueError:
@@ -62,7 +74,7 @@ def resolve(backend: "Backend | str", cell: Cell, *, platform: str | None = None
       platform: ``jax.default_backend()`` when None.
 
     Returns:
-      ``Backend.SCAN`` or ``Backend.FUSED``.
+      ``Backend.SCAN``, ``Backend.FUSED``, ``Backend.ASSOCIATIVE`` or ``Backend.NEWTON``.
     """
     backend = _parse(backend)
     if backend in (Backend.CUDNN, Backend.NATIVE):
@@ -71,10 +83,14 @@ def resolve(backend: "Backend | str", cell: Cell, *, platform: str | None = None
             f"rnnjax.LSTM(..., backend={backend.value!r}), not rnnjax.unroll"
         )
     if backend is Backend.AUTO:
+        if isinstance(cell, LinearCell):  # O(log T) depth for the same values
+            return Backend.ASSOCIATIVE
         gpu = (platform or jax.default_backend()) == "gpu"
         return Backend.FUSED if gpu and cell.fusable else Backend.SCAN
     if backend is Backend.FUSED:
         _check_fusable(cell)
+    if backend is Backend.ASSOCIATIVE:
+        check_linear(cell)
     return backend
 
 
@@ -85,6 +101,7 @@ def resolve_layer(
     remat: bool = False,
     dtype=jnp.float32,
     with_lengths: bool = False,
+    with_resets: bool = False,
     platform: str | None = None,
 ) -> Backend:
     """The backend of a layer (``rnnjax.LSTM`` ...): as ``resolve``, and CUDNN by name.
@@ -94,18 +111,28 @@ def resolve_layer(
       cell: the layer's cell.
       remat: the layer's ``remat`` (cuDNN keeps its own activations: no remat).
       dtype: the inputs' dtype.
-      with_lengths: whether the call has ``lengths`` (refused by CUDNN, see ``backends._cudnn``).
+      with_lengths: whether the call has ``lengths`` or a ``mask`` (refused by CUDNN, see
+        ``backends._cudnn``).
+      with_resets: whether the call has ``resets`` (refused by CUDNN and NATIVE, whose kernels
+        carry the state through every step; AUTO then keeps the scan on CPU).
       platform: ``jax.default_backend()`` when None.
 
     Returns:
-      ``Backend.SCAN``, ``Backend.FUSED``, ``Backend.NATIVE`` or ``Backend.CUDNN``.
+      ``Backend.SCAN``, ``Backend.FUSED``, ``Backend.NATIVE``, ``Backend.CUDNN``,
+      ``Backend.ASSOCIATIVE``, ``Backend.NEWTON`` or the ``Newton`` options given.
     """
+    if isinstance(backend, Newton):  # kept whole: scan_time_major reads its options
+        return backend
     backend = _parse(backend)
     platform = platform or jax.default_backend()
     if backend is Backend.NATIVE:
         _raise_if(_native_problem(cell, remat, dtype, platform))
+        if with_resets:
+            raise ValueError(
+                "backend='native' cannot run resets: use backend='scan', 'fused' or 'auto'"
+            )
         return backend
-    if backend is Backend.AUTO and platform == "cpu":
+    if backend is Backend.AUTO and platform == "cpu" and not with_resets:
         if _native_problem(cell, remat, dtype, platform) is None:
             return Backend.NATIVE
     if backend is not Backend.CUDNN:
@@ -113,10 +140,11 @@ def resolve_layer(
     _check_cudnn_structure(cell, remat)
     if jnp.dtype(dtype) != jnp.float32:
         raise ValueError(f"backend='cudnn' runs float32 inputs, got {jnp.dtype(dtype)}")
-    if with_lengths:
+    if with_lengths or with_resets:
+        given = "resets" if with_resets else "lengths or a mask"
         raise ValueError(
-            "backend='cudnn' runs full-length batches only (lengths=None); got lengths: use "
-            "backend='fused' or 'auto' for packed sequences"
+            f"backend='cudnn' runs full-length batches only (no lengths, mask or resets); got "
+            f"{given}: use backend='fused' or 'auto' for packed sequences"
         )
     if platform != "gpu":
         raise ValueError(f"backend='cudnn' needs a GPU, but JAX runs on {platform!r}")
@@ -133,6 +161,8 @@ def check_structure(backend: "Backend | str", cell: Cell, *, remat: bool = False
         _raise_if(_native_problem(cell, remat))
     elif backend is Backend.CUDNN:
         _check_cudnn_structure(cell, remat)
+    elif backend is Backend.ASSOCIATIVE:
+        check_linear(cell)
 
 
 def _check_cudnn_structure(cell: Cell, remat: bool) -> None:
