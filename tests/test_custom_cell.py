@@ -1,6 +1,7 @@
 """The cell protocol: a peephole LSTM (Gers & Schmidhuber 2000) written as a user would write it.
 
-The cell below is the README's example; everything built on cells must work for it unchanged.
+The cell below is the README's example; everything built on cells must work for it unchanged. The
+library has its own (``rnnjax.cells.PeepholeLSTMCell``, fusable); the two must agree.
 """
 
 import dataclasses
@@ -112,3 +113,19 @@ def test_stack_refuses_a_non_cell_and_a_conflicting_hidden_size():
         rnnjax.Stack(cell="lstm")
     with pytest.raises(ValueError, match="hidden_size must be 0"):
         rnnjax.Stack(hidden_size=5, cell=PeepholeLSTMCell(4))
+
+
+def test_the_user_cell_computes_the_library_peephole_lstm():
+    user = PeepholeLSTMCell(4)
+    params = user.init(jax.random.key(0), 3)
+    library = cells.PeepholeLSTMCell(4)
+    library_params = cells.PeepholeParams(*params)  # the same layout: w_ih, w_hh, b, w_peep
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 4])
+    want = rnnjax.Stack(cell=user, bidirectional=True)((params, params), xs, lengths)
+    assert not user.fusable and library.fusable  # the user's subclass overrides recurrent_step
+    for backend in ("scan", "fused"):
+        layer = rnnjax.Stack(cell=library, bidirectional=True, backend=backend)
+        got = layer((library_params, library_params), xs, lengths)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
