@@ -60,11 +60,8 @@ def test_reads_crlf_quoted_csv_and_calendar_features(tmp_path):
         ([1, "", 3] + [4] * 60, {}, "row 2 column 'Passengers': missing value ''"),
         ([1, 2, "12a"] + [4] * 60, {}, "row 3 column 'Passengers': '12a' is not a number"),
         ([1] * 60, {"data.column": "Pasengers"}, "has no column 'Pasengers' (header: "),
-        (
-            [1] * 30,
-            {},
-            "the series has 30 rows, fewer than one window of 24 plus the horizon of 12",
-        ),
+        ([1] * 20, {}, "the series has 20 rows, fewer than one window of 12 plus the horizon"),
+        ([1] * 30, {}, "the training part [0, 6) of "),
         ([1] * 60, {"data.horizon": 0}, "horizon must be a positive int, got 0"),
     ],
 )

@@ -16,8 +16,13 @@ just before the test part, taken from the training part):
 - ``sunspots``: Zurich monthly sunspots, the last third held out, one step ahead.
 - ``tiny``: seconds, for tests (airline, few steps).
 
-Measured (``experiments/results/forecast.md``, the README's table: command, machine, date):
-see there; each preset is a fixed number of steps sized for under 5 minutes on the 2-core CPU.
+Measured with ``forecast_compare --no_time_budget`` (2-core Xeon CPU shared with other jobs,
+2026-12-01; ``experiments/results/forecast.md``), test RMSE of the network (mean of the
+``ensemble`` seeds' forecasts) vs the best baseline: airline GRU x5 16.26 vs AR(24) of the
+seasonal difference 26.40 (seasonal naive 50.71); temperatures LSTM x3 2.20 vs AR(18) 2.27
+(persistence 2.58); sunspots LSTM x3 16.62 vs AR(17) 17.12 (persistence 18.47). Training, all
+seeds: 25 s (1,500 steps), 39 s (6,000), 44 s (6,000): each preset is a fixed number of steps,
+well under the 5 minutes per series of the target; ``time_budget_s`` is only a safety net.
 """
 
 import ml_collections
@@ -43,7 +48,8 @@ def get_config(preset: str = "sunspots") -> ml_collections.ConfigDict:
     c.eval_every = 500
     c.checkpoint_every = 1000
     c.ensemble = 1  # experiments.forecast_compare averages this many seeds (seed, seed + 1, ...)
-    c.time_budget_s = 290.0  # per run: the 5-minute budget of the target, less compilation
+    # Per run: the 5-minute budget of a series, less compilation, shared by the ensemble.
+    c.time_budget_s = 290.0
 
     c.model.cell = "lstm"  # rnn, lstm or gru
     c.model.hidden_size = 32
@@ -78,6 +84,13 @@ def get_config(preset: str = "sunspots") -> ml_collections.ConfigDict:
         c.data.window = 24
         c.data.season = c.data.mase_season = 12
         c.data.max_ar_order = 24
+        # Chosen on the validation year (mean over 3 seeds): window 12 over 24 and 36, GRU over
+        # LSTM, 300 steps over 1000 (84 training windows: longer overfits), direct over
+        # autoregressive.
+        c.data.window = 12
+        c.model.cell = "gru"
+        c.num_steps = 300
+        c.ensemble = 5
     elif preset == "temperatures":
         c.data.path = f"{DATA}/daily-min-temperatures.csv"
         c.data.column, c.data.date_column = "Temp", "Date"
@@ -85,13 +98,21 @@ def get_config(preset: str = "sunspots") -> ml_collections.ConfigDict:
         c.data.test_size = c.data.valid_size = 365
         c.data.window = 30
         c.data.season = 365
+        c.ensemble = 3
     elif preset == "sunspots":
         c.data.path = f"{DATA}/monthly-sunspots.csv"
         c.data.column, c.data.date_column = "Sunspots", "Month"
         c.data.test_size = 940  # the last third of 2,820 months
         c.data.valid_size = 376  # the last fifth of the first two thirds
         c.data.window = 48
+        # Chosen on validation: the change over the last month (difference 1) over the level,
+        # learning rate 1e-3 over 3e-3; hidden 64 and 4000 steps overfit.
+        c.data.difference = 1
+        c.learning_rate = 1e-3
+        c.ensemble = 3
+    c.time_budget_s /= c.ensemble
     if preset == "tiny":
+        c.ensemble = 1
         c.num_steps = 12
         c.batch_size = 8
         c.warmup_steps = 2

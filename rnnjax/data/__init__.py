@@ -1,7 +1,19 @@
-"""Corpora, labelled sentences, vocabularies, batches: pure functions of (seed, step)."""
+"""Corpora, labelled sentences, time series, vocabularies, batches: pure functions of (seed, step).
+"""
 
 from rnnjax.data._batches import eval_windows, random_windows, stream_windows
 from rnnjax.data._errors import DataError
+from rnnjax.data._images import (
+    ORDERS,
+    LabelledImages,
+    holdout_split,
+    image_sequences,
+    pixel_permutation,
+    read_digits_csv,
+    read_idx,
+    read_mnist,
+    shift_images,
+)
 from rnnjax.data._labelled import (
     PAD,
     UNK,
@@ -15,6 +27,18 @@ from rnnjax.data._labelled import (
     tokenize,
 )
 from rnnjax.data._text import CharCorpus, CorpusError, load_corpus, read_text, stdlib_text
+from rnnjax.data._timeseries import (
+    CALENDAR_FEATURES,
+    Scaler,
+    Split,
+    TimeSeries,
+    calendar_features,
+    check_window,
+    chronological_split,
+    make_windows,
+    read_series,
+    window_origins,
+)
 from rnnjax.data._translation import (
     TranslationData,
     TranslationSplit,
@@ -28,6 +52,25 @@ from rnnjax.data._translation import (
 )
 
 __all__ = [
+    "ORDERS",
+    "LabelledImages",
+    "holdout_split",
+    "image_sequences",
+    "pixel_permutation",
+    "read_digits_csv",
+    "read_idx",
+    "read_mnist",
+    "shift_images",
+    "CALENDAR_FEATURES",
+    "Scaler",
+    "Split",
+    "TimeSeries",
+    "calendar_features",
+    "check_window",
+    "chronological_split",
+    "make_windows",
+    "read_series",
+    "window_origins",
     "PAD",
     "UNK",
     "LabelledSequences",
