@@ -201,3 +201,23 @@ def test_tiny_preset_trains_compares_and_predicts(tmp_path):
     predicted = [float(line.split(",")[1]) for line in written[1:]]
     network = result["forecasts"][result["network"]][0]
     np.testing.assert_allclose(predicted, network, rtol=1e-5)
+
+
+def test_extra_columns_are_scaled_inputs_of_a_direct_forecaster(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = [f'"{1949 + i // 12}-{i % 12 + 1:02d}",{100 + i},{rng.normal():.4f}' for i in range(80)]
+    path = tmp_path / "two.csv"
+    path.write_text('"Month","Passengers","Rain"\n' + "\n".join(rows))
+    config = _config(path, **{"data.extra_columns": ("Rain",)})
+    d = forecast.load_data(config, str(tmp_path))
+    rain = data.read_series(str(path), "Rain").values[:, 0]
+    np.testing.assert_allclose(d.scaler.mean[1], rain[12 : d.split.valid_start].mean())
+    batch = forecast.train_batch(config, d, 0)
+    assert batch["inputs"].shape == (8, 12, 4) and batch["future"].shape == (8, 12, 2)
+    model = forecast.build_model(config, d)
+    params = model.init(jax.random.PRNGKey(0))
+    at = forecast.test_origins(config, d)
+    assert forecast.forecast(config, forecast.make_apply(model), params, d, at).shape == (1, 12)
+    config.model.mode = "autoregressive"
+    with pytest.raises(config_cli.ConfigError, match="cannot feed back config.data.extra_columns"):
+        config_cli.validate(config)
