@@ -221,3 +221,12 @@ def test_extra_columns_are_scaled_inputs_of_a_direct_forecaster(tmp_path):
     config.model.mode = "autoregressive"
     with pytest.raises(config_cli.ConfigError, match="cannot feed back config.data.extra_columns"):
         config_cli.validate(config)
+
+
+def test_window_origins_and_windows_by_hand():
+    assert data.window_origins(0, 10, 3, 2, first=1).tolist() == [4, 5, 6, 7, 8]
+    assert data.window_origins(6, 10, 3, 2).tolist() == [6, 7, 8]
+    x, y = data.make_windows(np.arange(10.0)[:, None], np.arange(10.0) * 10, [4, 8], 3, 2)
+    assert x[..., 0].tolist() == [[1, 2, 3], [5, 6, 7]] and y.tolist() == [[40, 50], [80, 90]]
+    split = data.chronological_split(100, 20, 10)
+    assert (split.valid_start, split.test_start, split.length) == (70, 80, 100)

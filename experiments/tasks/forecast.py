@@ -71,9 +71,11 @@ def validate(config) -> None:
             "an autoregressive forecaster cannot feed back config.data.extra_columns (their "
             "future is unknown): use model.mode='direct'"
         )
-    for name in ("difference", "season", "model.skip_window"):
-        path = name if "." in name else f"data.{name}"
-        value = config_cli._get(config, path)
+    for path, value in (
+        ("data.difference", config.data.difference),
+        ("data.season", config.data.season),
+        ("model.skip_window", config.model.skip_window),
+    ):
         if not isinstance(value, int) or value < 0:
             raise config_cli.ConfigError(f"config.{path} must be an int >= 0, got {value!r}")
 
@@ -149,7 +151,7 @@ def _read_scaler(path: str) -> data.Scaler:
 
 def origins(config, d: ForecastData, start: int, stop: int) -> np.ndarray:
     """Forecast origins whose K targets lie in ``[start, stop)`` and whose window has inputs."""
-    return np.arange(max(start, config.data.window + d.first), stop - config.data.horizon + 1)
+    return data.window_origins(start, stop, config.data.window, config.data.horizon, d.first)
 
 
 def train_origins(config, d: ForecastData) -> np.ndarray:

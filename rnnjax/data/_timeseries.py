@@ -176,10 +176,11 @@ def check_window(length: int, window: int, horizon: int) -> None:
         )
 
 
-def window_origins(start: int, stop: int, window: int, horizon: int) -> np.ndarray:
-    """Forecast origins ``t`` (the first forecast step) whose targets ``[t, t + K)`` lie in
-    ``[start, stop)`` and whose inputs ``[t - W, t)`` lie after 0."""
-    return np.arange(max(start, window), stop - horizon + 1)
+def window_origins(start: int, stop: int, window: int, horizon: int, first: int = 0):
+    """``[M]`` forecast origins ``t`` (the first forecast step) whose targets ``[t, t + K)`` lie
+    in ``[start, stop)`` and whose inputs ``[t - W, t)`` start at ``first`` or later (the first
+    row with inputs: the lag of a differenced series)."""
+    return np.arange(max(start, first + window), stop - horizon + 1)
 
 
 def make_windows(inputs: np.ndarray, targets: np.ndarray, origins, window: int, horizon: int):
