@@ -58,9 +58,8 @@ def _assert_close(got, want):
         (cells.GRUCell(4), "quasi", True),
         (cells.LSTMCell(3), "deer", True),
         (cells.LSTMCell(3), "damped", False),
-        (cells.ElmanCell(4), "quasi", False),
     ],
-    ids=["gru-deer", "gru-quasi-reverse", "lstm-deer-reverse", "lstm-damped", "rnn-quasi"],
+    ids=["gru-deer", "gru-quasi-reverse", "lstm-deer-reverse", "lstm-damped"],
 )
 def test_values_and_implicit_gradients_equal_the_scan(cell, config, reverse):
     params, xs, h0 = _setup(cell)
@@ -92,12 +91,12 @@ def test_iterations_residual_and_warm_start():
 
 
 def test_layer_takes_the_options_object():
-    layer = rnnjax.GRU(4, num_layers=2, bidirectional=True, backend=Newton(tol=1e-6))
+    layer = rnnjax.GRU(4, bidirectional=True, backend=Newton(tol=1e-6))
     params = layer.init(jax.random.key(0), INPUT)
     x = jax.random.normal(jax.random.key(1), (BATCH, STEPS, INPUT))
     lengths = jnp.array([STEPS, 3])
     out_n, h_n = jax.jit(layer.__call__)(params, x, lengths)
-    scan = rnnjax.GRU(4, num_layers=2, bidirectional=True, backend="scan")
+    scan = rnnjax.GRU(4, bidirectional=True, backend="scan")
     out_s, h_s = jax.jit(scan.__call__)(params, x, lengths)
     np.testing.assert_allclose(out_n, out_s, **TOL)
     np.testing.assert_allclose(h_n, h_s, **TOL)
