@@ -36,11 +36,6 @@ def log_g(x):
     return jnp.where(x >= 0, jnp.log(jnp.maximum(x, 0.0) + 0.5), -jax.nn.softplus(-x))
 
 
-def g(x):
-    """The paper's positive activation of the candidate state (continuous at 0, where it is 1/2)."""
-    return jnp.where(x >= 0, x + 0.5, jax.nn.sigmoid(x))
-
-
 def _init(key, input_size, hidden_size, num_gates, bias, input_init, dtype=jnp.float32):
     input_fn = _initializers.resolve(input_init, hidden_size, "input_init")
     k_w, k_b = jax.random.split(key)
