@@ -11,7 +11,7 @@ from jax.test_util import check_grads
 import rnnjax
 from rnnjax import cells
 from rnnjax.recurrence import scan_time_major
-from rnnjax.recurrence.backends import Backend, Newton, resolve
+from rnnjax.recurrence.backends import Backend, Newton, linear_scan, resolve
 
 INPUT, STEPS = 3, 6
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -254,3 +254,17 @@ def test_bad_input_names_the_problem():
         cells.LRUCell(4, max_phase=0.0)
     with pytest.raises(ValueError, match="hidden_size"):
         cells.MinGRUCell(0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_linear_scan_blocked_and_associative_forms_equal_a_loop(reverse):
+    # The layers take the blocked form on CPU and associative_scan on GPU/TPU: both are checked.
+    a = jax.random.uniform(jax.random.key(0), (37, 2), minval=-1.0, maxval=1.0)
+    b = jax.random.normal(jax.random.key(1), (37, 2))
+    h, want = np.array([0.5, -1.0]), np.zeros((37, 2))
+    for t in range(36, -1, -1) if reverse else range(37):
+        h = np.asarray(a[t], np.float64) * h + np.asarray(b[t], np.float64)
+        want[t] = h
+    for chunk in (None, 1, 6, 37, 64):
+        got = linear_scan(a, b, jnp.array([0.5, -1.0]), reverse=reverse, chunk=chunk)
+        np.testing.assert_allclose(got, want, **TOL)

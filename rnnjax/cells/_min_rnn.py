@@ -1,9 +1,11 @@
 """minGRU and minLSTM (Feng et al., 2024, "Were RNNs All We Needed?"): gates from the input only.
 
 Both cells drop the state from their gates, so the recurrence is linear in the state and a
-sequence runs as a parallel scan (``rnnjax.cells.LinearCell``). The coefficients are computed in
-log space, as the paper recommends: ``log sigmoid`` via ``softplus`` never overflows, and
-``g(x) = x + 1/2 (x >= 0), sigmoid(x) (x < 0)`` keeps the candidate state positive.
+sequence runs as a parallel scan (``rnnjax.cells.LinearCell``) over the coefficient pairs, which
+stays accurate in float32 without the paper's log-space scan (``backends._associative``). minLSTM's
+normalised gates ``f / (f + i)`` are computed in log space, as the paper recommends (no 0 / 0
+when both gates underflow); minGRU's ``sigmoid`` gates need no logs. ``g(x) = x + 1/2 (x >= 0),
+sigmoid(x) (x < 0)`` keeps the candidate state positive.
 """
 
 import dataclasses
@@ -79,9 +81,10 @@ class MinGRUCell(LinearCell):
 
     def linear_coefficients(self, params, projected):
         k, pre_h = jnp.split(projected, 2, axis=-1)
-        log_z = -jax.nn.softplus(-k)
-        log_one_minus_z = -jax.nn.softplus(k)
-        return jnp.exp(log_one_minus_z), jnp.exp(log_z + log_g(pre_h))
+        # sigmoid is exact in float32 over the whole range and the scan runs on (a, b), not on
+        # logs: the log-space form (minLSTM below) would only add transcendentals here.
+        z = jax.nn.sigmoid(k)
+        return jax.nn.sigmoid(-k), z * jnp.where(pre_h >= 0, pre_h + 0.5, jax.nn.sigmoid(pre_h))
 
     def linear_output(self, params, state, projected):
         return state

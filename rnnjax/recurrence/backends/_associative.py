@@ -8,6 +8,8 @@ stays bounded, so float32 holds over long sequences (the ``cumsum`` form ``A_t *
 overflows once ``A_t`` underflows). Gradients are JAX's, through the scan.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -22,23 +24,61 @@ def combine(earlier, later):
     return a2 * a1, a2 * b1 + b2
 
 
-def linear_scan(a, b, initial, *, reverse: bool = False):
+def linear_scan(a, b, initial, *, reverse: bool = False, chunk: int | None = None):
     """All states of ``h_t = a_t * h_{t-1} + b_t`` along axis 0.
 
     Args:
       a, b: ``[T, ...]`` coefficients (broadcast against each other).
       initial: ``[...]`` the state before the first step (before step T-1 when ``reverse``).
       reverse: run t = T-1, ..., 0.
+      chunk: None for ``jax.lax.associative_scan`` (log T passes over the arrays: what a GPU
+        runs in parallel); an int L for the blocked form ``blocked_scan`` (about three passes:
+        what a CPU's few cores and memory bandwidth favour). Same values.
 
     Returns:
       ``[T, ...]`` states, ``h[t]`` after step t.
     """
     a, b = jnp.broadcast_arrays(a, b)
-    first = -1 if reverse else 0
+    if reverse:
+        return linear_scan(a[::-1], b[::-1], initial, chunk=chunk)[::-1]
     # Fold the initial state into the first step's offset: the scan then starts from zero.
-    b = b.at[first].add(a[first] * initial)
-    _, states = jax.lax.associative_scan(combine, (a, b), reverse=reverse, axis=0)
-    return states
+    b = b.at[0].add(a[0] * initial)
+    if chunk is not None:
+        return blocked_scan(a, b, chunk)
+    return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
+
+
+def blocked_scan(a, b, chunk: int):
+    """``linear_scan`` from zero in blocks of ``chunk`` steps: a sequential scan over the
+    positions within a block runs all T / chunk blocks side by side, a short scan carries the
+    state from block to block, and one elementwise pass adds each block's incoming state."""
+    steps = a.shape[0]
+    blocks = -(-steps // chunk)
+    pad = blocks * chunk - steps
+    if pad:  # identity steps at the end change no state before them
+        widths = [(0, pad)] + [(0, 0)] * (a.ndim - 1)
+        a = jnp.pad(a, widths, constant_values=1)
+        b = jnp.pad(b, widths)
+    # [chunk, blocks, ...]: position within the block first, so the scan slices whole blocks.
+    a = jnp.swapaxes(a.reshape(blocks, chunk, *a.shape[1:]), 0, 1)
+    b = jnp.swapaxes(b.reshape(blocks, chunk, *b.shape[1:]), 0, 1)
+
+    def within(carry, ab):
+        prod, h = carry
+        a_l, b_l = ab
+        prod, h = a_l * prod, a_l * h + b_l
+        return (prod, h), (prod, h)
+
+    start = (jnp.ones_like(a[0]), jnp.zeros_like(b[0]))
+    (block_a, block_b), (prods, local) = jax.lax.scan(within, start, (a, b))
+
+    def across(h, ab):
+        return ab[0] * h + ab[1], h  # emits the state entering each block
+
+    _, incoming = jax.lax.scan(across, jnp.zeros_like(block_b[0]), (block_a, block_b))
+    states = local + prods * incoming[None]
+    states = jnp.swapaxes(states, 0, 1).reshape(blocks * chunk, *states.shape[2:])
+    return states[:steps]
 
 
 def associative_recurrence(
@@ -71,11 +111,18 @@ def associative_recurrence(
         restart = restarts[..., None]
         b = jnp.where(restart, a * initial_state[None] + b, b)
         a = jnp.where(restart, jnp.zeros((), a.dtype), a)
-    states = linear_scan(a, b, initial_state, reverse=reverse)
+    states = linear_scan(a, b, initial_state, reverse=reverse, chunk=_chunk(a.shape[0]))
     outputs = cell.linear_output(params, states, projected)
     if valid is not None:
         outputs = jnp.where(valid[..., None], outputs, jnp.zeros((), outputs.dtype))
     return outputs, states[0 if reverse else -1]
+
+
+def _chunk(steps: int) -> int | None:
+    """The block length on CPU (sqrt T balances the two sequential scans); None elsewhere."""
+    if jax.default_backend() in ("gpu", "tpu"):
+        return None
+    return max(1, math.isqrt(steps - 1) + 1) if steps > 1 else None
 
 
 def check_linear(cell: Cell) -> None:
