@@ -38,7 +38,7 @@ def parse_args(argv=None):
     parser.add_argument("--modes", default="train,infer")
     parser.add_argument("--impls", default="all", help="comma-separated names, or all")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-above-s", type=float, default=4.0)
+    parser.add_argument("--skip-above-s", type=float, default=2.0)
     parser.add_argument("--max-gib", type=float, default=8.0, help="skip larger estimates")
     parser.add_argument("--deer-hidden", type=int, default=16)
     parser.add_argument("--deer-max-len", type=int, default=4096)
