@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import train
+from experiments.config_cli import ConfigError
 from experiments.configs import sequential_mnist
 from experiments.tasks import sequential_images
 from rnnjax import data
@@ -224,3 +225,17 @@ def test_tiny_preset_learns_through_the_trainer(tmp_path):
     saved = json.loads((tmp_path / "run" / "final_eval.json").read_text())
     assert saved["accuracy"] == final["accuracy"] >= 0.95, final
     assert saved["examples"] == 60 and saved["step"] == 60
+
+
+def test_config_errors_name_the_field():
+    config = sequential_mnist.get_config("tiny")
+    config.model.cell = "gru"
+    config.model.forget_bias = 1.0
+    with pytest.raises(ConfigError, match="config.model.forget_bias is for cell='lstm'"):
+        sequential_images.validate(config)
+    config = sequential_mnist.get_config("tiny")
+    config.data.order = "columns"
+    with pytest.raises(ConfigError, match=r"config.data.order must be one of \['rows', 'pixels'\]"):
+        sequential_images.validate(config)
+    with pytest.raises(ValueError, match="unknown sequential_mnist preset 'big'"):
+        sequential_mnist.get_config("big")

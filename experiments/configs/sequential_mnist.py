@@ -55,6 +55,8 @@ def get_config(preset: str = "rows") -> ml_collections.ConfigDict:
     c.model.layer_dropout = 0.1  # between recurrent layers
     c.model.dropout = 0.0  # on the inputs, the pooled state and the head's hidden layers
     c.model.pooling = "last"  # last, mean, max or attention
+    c.model.forget_bias = ml_collections.FieldReference(None, field_type=float)  # LSTM only
+    c.model.recurrent_init = "uniform"  # or "orthogonal"
     c.model.head_sizes = ()
 
     c.data.source = "mnist"  # or "digits"
@@ -79,18 +81,19 @@ def get_config(preset: str = "rows") -> ml_collections.ConfigDict:
         c.checkpoint_every = 350
         c.log_every = 25
         c.model.num_layers = 1
+        c.model.forget_bias = 1.0  # 784 steps: the memory starts open
         c.data.order = "pixels"
         c.data.max_shift = 0
         c.data.permute = preset == "permuted"
     elif preset in ("digits_pixels", "digits_rows"):
-        c.num_steps = 2000
+        c.num_steps = 3000
         c.batch_size = 64
         c.learning_rate = 3e-3
         c.eval_every = 500
         c.model.num_layers = 1
         c.data.source = "digits"
         c.data.order = "pixels" if preset == "digits_pixels" else "rows"
-        c.data.max_shift = 0
+        c.data.max_shift = 1  # without shifts: 96.9 % at 2,000 steps (overfits 1,438 images)
     elif preset == "tiny":
         c.num_steps = 12
         c.batch_size = 16

@@ -48,6 +48,11 @@ def validate(config) -> None:
     config_cli.check_choice(config, "data.order", data.ORDERS)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
     config_cli.check_range(config, "model.layer_dropout", 0.0, 1.0)
+    config_cli.check_choice(config, "model.recurrent_init", ("uniform", "orthogonal"))
+    if config.model.forget_bias is not None and config.model.cell != "lstm":
+        raise config_cli.ConfigError(
+            f"config.model.forget_bias is for cell='lstm', got cell={config.model.cell!r}"
+        )
     if config.data.holdout_every < 2:
         raise config_cli.ConfigError(
             f"config.data.holdout_every must be >= 2, got {config.data.holdout_every!r}"
@@ -100,8 +105,15 @@ def tokens_per_step(config) -> int:
 
 def build_model(config, d: ImageData) -> SequenceClassifier:
     m = config.model
+    # The LSTM's forget-gate bias (1.0 in Jozefowicz et al., 2015) keeps its memory open early.
+    extra = {"forget_bias": m.forget_bias} if m.forget_bias is not None else {}
     layer = LAYERS[m.cell](
-        m.hidden_size, m.num_layers, bidirectional=m.bidirectional, dropout=m.layer_dropout
+        m.hidden_size,
+        m.num_layers,
+        bidirectional=m.bidirectional,
+        dropout=m.layer_dropout,
+        recurrent_init=m.recurrent_init,
+        **extra,
     )
     features = d.sequences(d.train.images[:1], config.data.order).shape[-1]
     return SequenceClassifier(
