@@ -80,7 +80,8 @@ def run_stack(layer: Recurrent, params, x, perturbations=None):
     xs = jnp.swapaxes(jnp.asarray(x), 0, 1)
     num_steps, batch = xs.shape[:2]
     state0 = jax.tree.map(
-        lambda s: jnp.zeros((batch, *s.shape), s.dtype), cell.initial_state(xs.dtype)
+        lambda s: jnp.zeros((batch, *s.shape), s.dtype),
+        cell.initial_state(jnp.result_type(xs, *jax.tree.leaves(params))),
     )
     if perturbations is None:
         shape = (layer.num_layers * d, num_steps, batch, cell.output_size)
@@ -126,7 +127,10 @@ def gradient_norms_through_time(
         raise ValueError("gradient_norms_through_time needs a batch_first layer, got False")
     count = layer.num_layers * layer.num_directions
     batch, num_steps = x.shape[:2]
-    zeros = jnp.zeros((count, num_steps, batch, layer.cell.output_size), jnp.result_type(x))
+    zeros = jnp.zeros(
+        (count, num_steps, batch, layer.cell.output_size),
+        jnp.result_type(x, *jax.tree.leaves(params)),
+    )
     loss, vjp = jax.vjp(lambda e: loss_fn(run_stack(layer, params, x, e)[0]), zeros)
     (grads,) = vjp(jnp.ones_like(loss))
     return jnp.mean(jnp.linalg.norm(grads, axis=-1), axis=-1)

@@ -12,7 +12,8 @@ def _trajectory(cell: Cell, params, x):
     """The states before each step (leaves ``[T, B, ...]``) and the projected inputs."""
     xs = jnp.swapaxes(x, 0, 1)
     state0 = jax.tree.map(
-        lambda s: jnp.zeros((x.shape[0], *s.shape), s.dtype), cell.initial_state(x.dtype)
+        lambda s: jnp.zeros((x.shape[0], *s.shape), s.dtype),
+        cell.initial_state(jnp.result_type(x, *jax.tree.leaves(params))),
     )
     step = jax.vmap(cell.recurrent_step, in_axes=(None, 0, 0))
 
