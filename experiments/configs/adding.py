@@ -5,31 +5,24 @@ r"""The adding problem (Le et al. 2015): sum the two marked values of a length-T
 
 ``model.cell`` is ``rnn`` (tanh), ``irnn`` (relu, identity initialisation), ``lstm`` or ``gru``;
 ``data.seq_len`` is T (100, 200, 400 in the README's table, by ``experiments/memory_sweep.py``).
-Predicting the mean gives test MSE 0.167; the LSTM and GRU go below 0.01 at T = 100 and 200 in a
-fixed number of steps (the README's table: results, steps/s, machine and date).
+Predicting the mean gives test MSE 0.167. Measured (default preset, 1 Dec 2026): LSTM 0.0007 and
+GRU 0.0002 at T = 100, tanh RNN 0.170; at T = 200 GRU 0.0003 but LSTM 0.174 (default init); the
+README's table has every run with its time.
 
-Presets: ``default`` (H = 128, 5,000 steps of 32 sequences), ``relu_noclip`` (an IRNN with plain
-uniform recurrent weights and no clipping: it diverges, the non-finite guard counts the steps),
-``relu_clip`` (the same with gradients clipped at 1), ``tiny`` (seconds, for tests).
+Presets: ``default`` (H = 128, 5,000 steps of 32 sequences), ``tiny`` (seconds, for tests).
+Clipping against exploding gradients (a relu RNN under plain SGD) is shown by
+``experiments/memory_plots.py``: the trainer's AdamW bounds each update, so it rarely diverges.
 """
 
 import ml_collections
 
 from experiments.configs._memory import memory_config
 
-PRESETS = ("default", "relu_noclip", "relu_clip", "tiny")
+PRESETS = ("default", "tiny")
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     """Returns the config of ``preset`` (the text after ':' in ``--config=...py:NAME``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown adding preset {preset!r}; choose one of {list(PRESETS)}")
-    c = memory_config("adding", preset)
-    if preset in ("relu_noclip", "relu_clip"):
-        c.model.cell = "irnn"
-        c.model.recurrent_init = "uniform"
-        c.learning_rate = 1e-2
-        c.num_steps = 300
-        c.max_nonfinite_in_a_row = 1000  # count the non-finite steps instead of stopping
-        c.grad_clip_norm = 1e30 if preset == "relu_noclip" else 1.0
-    return c
+    return memory_config("adding", preset)
