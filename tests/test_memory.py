@@ -116,6 +116,11 @@ def test_bad_config_fails_with_one_line(tmp_path):
     with pytest.raises(config_cli.ConfigError, match="model.cell"):
         config_cli.validate(config)
     config = adding.get_config("tiny")
+    config.model.chrono_init = 100
+    config.model.forget_bias = 1.0
+    with pytest.raises(config_cli.ConfigError, match="chrono_init"):
+        config_cli.validate(config)
+    config = adding.get_config("tiny")
     config.diagnostics_every = -1
     with pytest.raises(config_cli.ConfigError, match="diagnostics_every"):
         train.train_and_evaluate(config, str(tmp_path))

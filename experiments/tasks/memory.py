@@ -78,6 +78,12 @@ def validate(config) -> None:
     config_cli.check_positive_ints(config, "data.seq_len", "data.num_test", "model.hidden_size")
     config_cli.check_choice(config, "data.problem", ("adding", "copy"))
     config_cli.check_choice(config, "model.cell", CELLS)
+    m = config.model
+    if m.chrono_init and (m.chrono_init <= 2 or m.forget_bias is not None or m.cell != "lstm"):
+        raise config_cli.ConfigError(
+            f"config.model.chrono_init must be 0 (off) or a T_max above 2 for cell 'lstm' without "
+            f"forget_bias, got {m.chrono_init} (cell {m.cell!r}, forget_bias {m.forget_bias})"
+        )
     if config.data.problem == "adding" and config.data.seq_len < 2:
         raise config_cli.ConfigError(
             f"config.data.seq_len must be at least 2 for the adding problem, got "
