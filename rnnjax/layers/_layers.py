@@ -2,12 +2,13 @@
 
 import abc
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
-from rnnjax.layers import _layer_checks
+from rnnjax.layers import _layer_checks, _regularisers
 from rnnjax.recurrence._unroll import scan_time_major
 from rnnjax.recurrence.backends import Backend, _cudnn, check_structure, resolve_layer
 
@@ -41,6 +42,16 @@ class Recurrent(abc.ABC):
         each LSTM layer as cuDNN's kernel (GPU, float32, no projection, no remat, no lengths).
         AUTO picks the measured fastest: NATIVE on CPU where it applies (else the plain scan),
         the fused backward pass on a GPU.
+      input_dropout, output_dropout: variational dropout (one mask per sequence, the same at
+        every step; Gal & Ghahramani 2016) on every layer's inputs and outputs, with a key only.
+      recurrent_dropout: variational dropout on the state entering the recurrent matmul,
+        ``(m * h_{t-1}) @ W_hh`` (fusable cells), with a key only.
+      zoneout: each state unit keeps its previous value with this probability at each step
+        (Krueger et al. 2017); without a key the expectation. One rate, or one per state leaf
+        (LSTM: ``(hidden, cell)``).
+      weight_dropout: DropConnect on ``w_hh``, one mask per call (Merity et al. 2017).
+        Input/output/weight dropout keep the fast backends; recurrent dropout (with a key) and
+        zoneout run the scan (``layers._regularisers``).
 
     Internally every layer scans the time-major ``[T, B, F]`` layout; ``batch_first`` inputs are
     transposed once on the way in and once on the way out.
@@ -59,6 +70,11 @@ class Recurrent(abc.ABC):
     remat: bool = False
     hoist_inputs: bool | None = None
     backend: Backend | str = "auto"
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    output_dropout: float = 0.0
+    zoneout: float | tuple[float, ...] = 0.0
+    weight_dropout: float = 0.0
 
     def __post_init__(self):
         _checks.positive_int(self.num_layers, "num_layers")
@@ -67,6 +83,7 @@ class Recurrent(abc.ABC):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _ = self.cell  # builds the cell once, so that its own checks run at construction
         check_structure(self.backend, self.cell, remat=self.remat)
+        _regularisers.check_layer(self)
 
     @property
     @abc.abstractmethod
@@ -95,7 +112,17 @@ class Recurrent(abc.ABC):
         count = self.num_layers * self.num_directions
         return jax.tree.map(lambda s: jnp.zeros((count, batch_size, *s.shape), s.dtype), one)
 
-    def __call__(self, params, x, lengths=None, initial_state=None, *, dropout_key=None):
+    def __call__(
+        self,
+        params,
+        x,
+        lengths=None,
+        initial_state=None,
+        *,
+        dropout_key=None,
+        mask=None,
+        resets=None,
+    ):
         """Runs the stack over a batch of sequences.
 
         Args:
@@ -104,12 +131,21 @@ class Recurrent(abc.ABC):
           lengths: optional ``[B]`` integers in [0, T]; positions >= length are padding, as in a
             PyTorch packed sequence.
           initial_state: optional, laid out as the returned state; zeros when None.
-          dropout_key: PRNG key enabling dropout between layers; no dropout when None.
+          dropout_key: PRNG key enabling dropout (between layers and the regularisers above);
+            none when None (zoneout then takes its expectation).
+          mask: optional ``[B, T]`` booleans (``[T, B]`` when ``batch_first=False``) instead of
+            ``lengths``: a False step carries the state unchanged and outputs zeros (left
+            padding, holes). Not with backend='cudnn'.
+          resets: optional ``[B, T]`` booleans (``[T, B]`` when ``batch_first=False``): each
+            layer and direction returns to its initial state before a marked step (documents
+            packed into one row, RL episodes); the reversed direction runs each segment from its
+            last step. Not with backend='native' (AUTO then runs the scan on CPU) or 'cudnn'.
 
         Returns:
           ``(outputs, state)``: outputs ``[B, T, D*H]`` (or time-major), zero at padding; state
           ``h_n`` ``[L*D, B, H]`` for RNN/GRU and ``LSTMState(h_n, c_n)`` for LSTM (unpacks as
-          ``(h_n, c_n)``), taken at each sequence's last valid step.
+          ``(h_n, c_n)``), taken at each sequence's last valid step (of its last segment with
+          ``resets``; of its first for the reversed direction, which ends at position 0).
         """
         count = self.num_layers * self.num_directions
         _layer_checks.check_params(params, count)
@@ -121,6 +157,9 @@ class Recurrent(abc.ABC):
         num_steps, batch_size = x.shape[:2]
         if lengths is not None:
             lengths = _layer_checks.check_lengths(lengths, batch_size, num_steps)
+        mask, resets = _layer_checks.check_mask_and_resets(
+            mask, resets, lengths, self.batch_first, batch_size, num_steps
+        )
         expected = jax.eval_shape(lambda: self.initial_state(batch_size, x.dtype))
         if initial_state is None:
             initial_state = self.initial_state(batch_size, x.dtype)
@@ -133,8 +172,11 @@ class Recurrent(abc.ABC):
             remat=self.remat,
             # What the scan would compute in: float64 parameters keep it, bfloat16 ones do not.
             dtype=jnp.result_type(x, *jax.tree.leaves(params)),
-            with_lengths=lengths is not None,
+            with_lengths=lengths is not None or mask is not None,
+            with_resets=resets is not None,
         )
+        rates = _regularisers.check_layer(self)
+        in_loop = rates.in_loop(training=dropout_key is not None)
         hoist = self.hoist_inputs
         if hoist is None:
             hoist = jax.default_backend() == "gpu"
@@ -149,15 +191,29 @@ class Recurrent(abc.ABC):
                 x, states = _cudnn.lstm_layer(layer_params, x, state0)
                 final_states.extend(states)
             else:
+                keys = [
+                    _regularisers.keys_for(dropout_key, layer, d)
+                    for d in range(self.num_directions)
+                ]
+                x = _regularisers.drop_inputs(keys[0], rates, x)
                 outputs = []
                 for direction in range(self.num_directions):
                     state0 = jax.tree.map(lambda s, i=first + direction: s[i], initial_state)
-                    out, state = scan_time_major(
+                    run = scan_time_major
+                    if in_loop:
+                        run = functools.partial(
+                            _regularisers.scan_regularised, rates=rates, keys=keys[direction]
+                        )
+                    out, state = run(
                         self.cell,
-                        params[first + direction],
+                        _regularisers.drop_weights(
+                            keys[direction], rates, params[first + direction]
+                        ),
                         x,
                         state0,
                         lengths,
+                        mask=mask,
+                        resets=resets,
                         reverse=direction == 1,
                         unroll=self.unroll,
                         remat=self.remat,
@@ -167,6 +223,7 @@ class Recurrent(abc.ABC):
                     outputs.append(out)
                     final_states.append(state)
                 x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+                x = _regularisers.drop_outputs(keys[0], rates, x)
             if dropout_key is not None and self.dropout > 0 and layer < self.num_layers - 1:
                 x = _dropout(jax.random.fold_in(dropout_key, layer), self.dropout, x)
 
@@ -208,6 +265,7 @@ class LSTM(Recurrent):
 
     proj_size: int = 0
     forget_bias: float | None = None
+    chrono_init: float | None = None  # T_max of the chrono initialisation (see LSTMCell)
 
     @property
     def cell(self) -> LSTMCell:
@@ -218,6 +276,7 @@ class LSTM(Recurrent):
             self.forget_bias,
             self.input_init,
             self.recurrent_init,
+            chrono_init=self.chrono_init,
         )
 
 

@@ -16,6 +16,21 @@ from rnnjax._shapes import Array, Float, Int, PRNGKeyArray
 _LAYERS = {"rnn": rnnjax.RNN, "lstm": rnnjax.LSTM, "gru": rnnjax.GRU}
 
 
+def _stack_of(cell_type):
+    """A ``_LAYERS`` entry for a cell without a layer class of its own (``rnnjax.Stack``)."""
+    return lambda hidden_size, num_layers, **options: rnnjax.Stack(
+        cell=cell_type(hidden_size), num_layers=num_layers, **options
+    )
+
+
+# Linear recurrences (Feng et al. 2024; Orvieto et al. 2023): trained by the associative scan.
+_LAYERS.update(
+    mingru=_stack_of(rnnjax.cells.MinGRUCell),
+    minlstm=_stack_of(rnnjax.cells.MinLSTMCell),
+    lru=_stack_of(rnnjax.cells.LRUCell),
+)
+
+
 class CharLMParams(NamedTuple):
     """Parameters of ``CharLM``.
 
@@ -38,13 +53,17 @@ class CharLM:
 
     Attributes:
       vocab_size: V.
-      cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+      cell: ``"rnn"``, ``"lstm"``, ``"gru"``, or a linear recurrence (``rnnjax.Stack``):
+        ``"mingru"``, ``"minlstm"``, ``"lru"``.
       hidden_size: H of every layer.
       num_layers: L.
       embed_size: E.
       dropout: rate applied, with a ``dropout_key``, to the embeddings, between recurrent layers
         and before the read-out (Zaremba et al., 2014: non-recurrent connections only).
       unroll: steps per scan iteration (``rnnjax.unroll``).
+      input_dropout, recurrent_dropout, output_dropout, zoneout, weight_dropout: the recurrent
+        stack's regularisers (``rnnjax.Recurrent``): variational dropout on each layer's inputs
+        (the embeddings for the first), state and outputs, zoneout, DropConnect on ``w_hh``.
     """
 
     vocab_size: int
@@ -54,6 +73,11 @@ class CharLM:
     embed_size: int = 64
     dropout: float = 0.0
     unroll: int = 1
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    output_dropout: float = 0.0
+    zoneout: float = 0.0
+    weight_dropout: float = 0.0
 
     def __post_init__(self):
         if self.cell not in _LAYERS:
@@ -67,7 +91,15 @@ class CharLM:
     def layer(self) -> rnnjax.Recurrent:
         """The recurrent stack (between-layer dropout is the layer's own)."""
         return _LAYERS[self.cell](
-            self.hidden_size, self.num_layers, dropout=self.dropout, unroll=self.unroll
+            self.hidden_size,
+            self.num_layers,
+            dropout=self.dropout,
+            unroll=self.unroll,
+            input_dropout=self.input_dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            output_dropout=self.output_dropout,
+            zoneout=self.zoneout,
+            weight_dropout=self.weight_dropout,
         )
 
     def init(self, key: PRNGKeyArray) -> CharLMParams:
@@ -134,9 +166,13 @@ class CharLM:
         x = params.embed[token]
         cell = self.layer.cell
         new_states = []
+        z = self.zoneout
         for layer_params, state in zip(params.rnn, states, strict=True):
-            state, x = cell.step(layer_params, state, x)
-            new_states.append(state)
+            new, x = cell.step(layer_params, state, x)
+            if z:  # zoneout's expectation, as the layer computes it without a dropout key
+                new = jax.tree.map(lambda old, n: z * old + (1.0 - z) * n, state, new)
+                x = new.hidden if isinstance(new, rnnjax.LSTMState) else new
+            new_states.append(new)
         return tuple(new_states), x @ params.w_out + params.b_out
 
     def stream_state(self) -> tuple:
