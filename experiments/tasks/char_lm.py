@@ -14,9 +14,18 @@ import optax
 from experiments import config_cli
 from experiments.tasks._files import write_atomically
 from rnnjax import data, training
-from rnnjax.models import CharLM
+from rnnjax.models import CharLM, TransformerLM
 
-_CELLS = ("rnn", "lstm", "gru")
+_CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "lru")
+# Options of the recurrent stack (rnnjax.Recurrent), each a rate in [0, 1).
+_REGULARISERS = (
+    "input_dropout",
+    "recurrent_dropout",
+    "output_dropout",
+    "zoneout",
+    "weight_dropout",
+)
+_KINDS = ("rnn", "transformer")  # model.kind: a recurrent stack or a causal Transformer
 
 
 def validate(config) -> None:
@@ -32,9 +41,30 @@ def validate(config) -> None:
         "model.unroll",
     )
     config_cli.check_choice(config, "model.cell", _CELLS)
+    config_cli.check_choice(config, "model.kind", _KINDS)
+    if config.model.kind == "transformer":
+        _validate_transformer(config)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
+    for name in _REGULARISERS:
+        config_cli.check_range(config, f"model.{name}", 0.0, 1.0)
     config_cli.check_range(config, "data.val_fraction", 0.0, 1.0)
     config_cli.check_positive(config, "sample_temperature")
+
+
+def _validate_transformer(config) -> None:
+    """The Transformer reads random windows (no carried state) and splits the width into heads."""
+    config_cli.check_positive_ints(config, "model.num_heads")
+    if config.data.tbptt:
+        raise config_cli.ConfigError(
+            "config.data.tbptt must be False with model.kind='transformer' (it carries no state "
+            "between windows), got True"
+        )
+    if config.model.hidden_size % config.model.num_heads:
+        raise config_cli.ConfigError(
+            f"config.model.hidden_size must be a multiple of model.num_heads="
+            f"{config.model.num_heads} with model.kind='transformer', "
+            f"got {config.model.hidden_size}"
+        )
 
 
 def load_data(config, workdir: str) -> data.CharCorpus:
@@ -78,10 +108,23 @@ def tokens_per_step(config) -> int:
     return config.batch_size * config.seq_len
 
 
-def build_model(config, corpus: data.CharCorpus) -> CharLM:
+def build_model(config, corpus: data.CharCorpus) -> CharLM | TransformerLM:
+    """The recurrent ``CharLM``, or with ``model.kind='transformer'`` a ``TransformerLM`` of
+    width ``hidden_size`` and context ``seq_len`` (``embed_size``, ``cell``, ``unroll`` unused)."""
     m = config.model
+    if m.kind == "transformer":
+        return TransformerLM(
+            corpus.vocab_size, config.seq_len, m.hidden_size, m.num_layers, m.num_heads, m.dropout
+        )
     return CharLM(
-        corpus.vocab_size, m.cell, m.hidden_size, m.num_layers, m.embed_size, m.dropout, m.unroll
+        corpus.vocab_size,
+        m.cell,
+        m.hidden_size,
+        m.num_layers,
+        m.embed_size,
+        m.dropout,
+        m.unroll,
+        **{name: m[name] for name in _REGULARISERS},
     )
 
 
