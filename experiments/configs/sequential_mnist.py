@@ -14,7 +14,8 @@ Presets (each a fixed number of steps sized for 10 minutes of the quiet 2-core C
 steps/s and dates are in the README's "Sequential digits" table):
 - ``rows``: 28 steps of 28 pixels, 2-layer LSTM 128, random shifts of up to 2 pixels.
   Target: at least 98 % held-out accuracy in 10 minutes.
-- ``pixels``: 784 steps of 1 pixel, 1-layer LSTM 128 (the classic pixel-by-pixel MNIST).
+- ``pixels``: 784 steps of 1 pixel, 1-layer LSTM 128 read out by the mean of its outputs (the
+  anchors' last-state read-out did not leave the chance plateau within the budget).
 - ``permuted``: ``pixels`` with the 784 steps in a fixed random order (``data.permutation_seed``).
 - ``digits_pixels``: the 8x8 digits, 64 steps of 1 pixel. Target: at least 97 %.
 - ``digits_rows``: the 8x8 digits, 8 steps of 8 pixels.
@@ -82,6 +83,9 @@ def get_config(preset: str = "rows") -> ml_collections.ConfigDict:
         c.log_every = 25
         c.model.num_layers = 1
         c.model.forget_bias = 1.0  # 784 steps: the memory starts open
+        # The mean of the outputs gives every step a short gradient path: with the last state
+        # alone the LSTM was still at chance (loss 2.299) after 350 of the 700 steps.
+        c.model.pooling = "mean"
         c.data.order = "pixels"
         c.data.max_shift = 0
         c.data.permute = preset == "permuted"
