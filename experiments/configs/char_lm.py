@@ -153,7 +153,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # The shakespeare preset's data, schedule and evaluation with two layers of a linear
         # recurrence (trained by the associative scan). Steps sized to the LSTM preset's 560 s
         # from train steps timed interleaved against it (loaded machine): 2 minGRU layers ran
-        # at the LSTM's rate, 2 LRU layers at half of it.
+        # at the LSTM's rate, 2 LRU layers at half of it. Measured 2026-12-01 (shared, loaded
+        # 2-core CPU, time_budget_s=0): shakespeare_mingru 1.6485 nats/char (2.378 bits,
+        # accuracy 51.3%) after 6000 steps, 2.2 steps/s median (loaded); the LRU not yet run.
         c = get_config("shakespeare")
         c.model.cell = "mingru" if preset == "shakespeare_mingru" else "lru"
         c.model.num_layers = 2
