@@ -51,7 +51,8 @@ X = jnp.ones((2, 5, 3))
         (lambda: LAYER.init(jax.random.key(0), 0), r"input_size must be a positive int, got 0"),
         (
             lambda: cells.GRUCell(4, recurrent_init="he").init(jax.random.key(0), 3),
-            r"recurrent_init must be one of \('uniform', 'orthogonal', 'glorot_uniform'\).*'he'",
+            r"recurrent_init must be one of \('uniform', 'orthogonal', 'glorot_uniform', "
+            r"'identity'\).*'he'",
         ),
         (
             lambda: rnnjax.unroll(cells.GRUCell(4), None, jnp.ones((2, 5, 3))),
