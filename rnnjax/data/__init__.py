@@ -1,4 +1,6 @@
-"""Corpora, labelled sentences, time series, vocabularies, batches: pure functions of (seed, step).
+"""Corpora, labelled sentences, time series, images, vocabularies, batches.
+
+Batches are pure functions of (seed, step).
 """
 
 from rnnjax.data._batches import eval_windows, random_windows, stream_windows
