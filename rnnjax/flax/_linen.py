@@ -219,7 +219,10 @@ class _Stack(_Base):
     @property
     def layer(self) -> rnnjax.Recurrent:
         """The pure layer with this module's configuration."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self._pure)}
+        # The pure layer's options this module does not expose (the regularisers) keep defaults.
+        own = {f.name for f in dataclasses.fields(self)}
+        names = [f.name for f in dataclasses.fields(self._pure) if f.name in own]
+        fields = {name: getattr(self, name) for name in names}
         return self._pure(**fields)
 
 
