@@ -208,9 +208,8 @@ def test_bad_commands_fail_with_one_clear_line(tmp_path, corpus):
         ],
         "Unknown config field 'num_step'; did you mean 'num_steps'": ["--config.num_step=3"],
         "Bad config value: flag --config.num_steps=abc": ["--config.num_steps=abc"],
-        "config.model.cell must be one of ['rnn', 'lstm', 'gru'], got 'transformer'": [
-            "--config.model.cell=transformer"
-        ],
+        "config.model.cell must be one of ['rnn', 'lstm', 'gru', 'mingru', 'minlstm', 'lru'], "
+        "got 'transformer'": ["--config.model.cell=transformer"],
         "config.model.dropout must be in [0, 1), got 1.5": ["--config.model.dropout=1.5"],
         "config.batch_size must be a positive integer, got 0": ["--config.batch_size=0"],
         f"data file not found: '{missing}'": [f"--config.data.path={missing}"],
