@@ -9,7 +9,7 @@ sigmoid(x) (x < 0)`` keeps the candidate state positive.
 """
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,33 @@ def _init(key, input_size, hidden_size, num_gates, bias, input_init, dtype=jnp.f
 
 
 @dataclasses.dataclass(frozen=True)
-class MinGRUCell(LinearCell):
+class _MinRNNCell(LinearCell):
+    """What minGRU and minLSTM share: ``num_gates`` input-only gate blocks; the state is the
+    output."""
+
+    hidden_size: int
+    bias: bool = True
+    input_init: object = "uniform"
+    num_gates: ClassVar[int]
+
+    def __post_init__(self):
+        _checks.positive_int(self.hidden_size, "hidden_size")
+
+    def init(self, key, input_size: int) -> MinRNNParams:
+        return _init(key, input_size, self.hidden_size, self.num_gates, self.bias, self.input_init)
+
+    def initial_state(self, dtype=jnp.float32):
+        return jnp.zeros((self.hidden_size,), dtype)
+
+    def project_inputs(self, params: MinRNNParams, x):
+        return affine(x, params.w_ih, params.b_ih)
+
+    def linear_output(self, params, state, projected):
+        return state
+
+
+@dataclasses.dataclass(frozen=True)
+class MinGRUCell(_MinRNNCell):
     """minGRU for one example::
 
         z = sigmoid(x W_z + b_z),  h~ = g(x W_h + b_h),  h' = (1 - z) * h + z * h~
@@ -63,21 +89,7 @@ class MinGRUCell(LinearCell):
     log-space scan applies; here any state works (the scan is over the pairs ``(a, b)``).
     """
 
-    hidden_size: int
-    bias: bool = True
-    input_init: object = "uniform"
-
-    def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
-
-    def init(self, key, input_size: int) -> MinRNNParams:
-        return _init(key, input_size, self.hidden_size, 2, self.bias, self.input_init)
-
-    def initial_state(self, dtype=jnp.float32):
-        return jnp.zeros((self.hidden_size,), dtype)
-
-    def project_inputs(self, params: MinRNNParams, x):
-        return affine(x, params.w_ih, params.b_ih)
+    num_gates = 2
 
     def linear_coefficients(self, params, projected):
         k, pre_h = jnp.split(projected, 2, axis=-1)
@@ -86,12 +98,9 @@ class MinGRUCell(LinearCell):
         z = jax.nn.sigmoid(k)
         return jax.nn.sigmoid(-k), z * jnp.where(pre_h >= 0, pre_h + 0.5, jax.nn.sigmoid(pre_h))
 
-    def linear_output(self, params, state, projected):
-        return state
-
 
 @dataclasses.dataclass(frozen=True)
-class MinLSTMCell(LinearCell):
+class MinLSTMCell(_MinRNNCell):
     """minLSTM for one example, with the paper's normalised (length-independent) gates::
 
         f = sigmoid(x W_f + b_f),  i = sigmoid(x W_i + b_i),  h~ = g(x W_h + b_h)
@@ -105,21 +114,7 @@ class MinLSTMCell(LinearCell):
     State and output are both ``h: [H]`` (there is no separate cell state).
     """
 
-    hidden_size: int
-    bias: bool = True
-    input_init: object = "uniform"
-
-    def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
-
-    def init(self, key, input_size: int) -> MinRNNParams:
-        return _init(key, input_size, self.hidden_size, 3, self.bias, self.input_init)
-
-    def initial_state(self, dtype=jnp.float32):
-        return jnp.zeros((self.hidden_size,), dtype)
-
-    def project_inputs(self, params: MinRNNParams, x):
-        return affine(x, params.w_ih, params.b_ih)
+    num_gates = 3
 
     def linear_coefficients(self, params, projected):
         k_f, k_i, pre_h = jnp.split(projected, 3, axis=-1)
@@ -127,6 +122,3 @@ class MinLSTMCell(LinearCell):
         # d = log i - log f = softplus(-k_f) - softplus(-k_i): no division, no overflow.
         d = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
         return jnp.exp(-jax.nn.softplus(d)), jnp.exp(-jax.nn.softplus(-d) + log_g(pre_h))
-
-    def linear_output(self, params, state, projected):
-        return state
