@@ -28,6 +28,10 @@ LAYERS = {
     "gru_nobias": lambda **kw: rnnjax.GRU(4, bias=False, **kw),
     "rnn_tanh": lambda **kw: rnnjax.RNN(4, **kw),
     "rnn_relu": lambda **kw: rnnjax.RNN(4, nonlinearity="relu", **kw),
+    # Fusable with a second matmul inside pointwise_step (differentiated step by step).
+    "lstm_proj": lambda **kw: rnnjax.LSTM(4, proj_size=2, **kw),
+    "gru_reset_before": lambda **kw: rnnjax.GRU(4, reset_after=False, **kw),
+    "mgu": lambda **kw: rnnjax.Stack(cell=cells.MGUCell(4), **kw),
 }
 
 
@@ -49,7 +53,8 @@ def _assert_trees_close(got, want):
 @pytest.mark.parametrize(
     "name,hoist,remat,num_layers",
     [(name, False, False, 1) for name in LAYERS]
-    + [("lstm", True, False, 2), ("gru", True, True, 1), ("lstm", False, True, 1)],
+    + [("lstm", True, False, 2), ("gru", True, True, 1), ("lstm", False, True, 1)]
+    + [("lstm_proj", True, True, 2), ("gru_reset_before", True, False, 2)],
 )
 def test_fused_layer_matches_scan(name, hoist, remat, num_layers):
     options = dict(num_layers=num_layers, bidirectional=True, hoist_inputs=hoist, remat=remat)
@@ -104,13 +109,26 @@ class _CustomStepLSTM(cells.LSTMCell):
 def test_resolver():
     assert resolve("auto", cells.LSTMCell(4), platform="cpu") is Backend.SCAN
     assert resolve(Backend.FUSED, cells.GRUCell(4)) is Backend.FUSED
-    for cell in (cells.LSTMCell(4, proj_size=2), cells.GRUCell(4, reset_after=False)):
-        assert not cell.fusable and resolve("auto", cell, platform="gpu") is Backend.SCAN
-        with pytest.raises(ValueError, match="fusable"):
-            resolve("fused", cell)
+    assert resolve("auto", cells.GRUCell(4), platform="gpu") is Backend.FUSED
+    two_matmuls = (
+        cells.LSTMCell(4, proj_size=2),
+        cells.GRUCell(4, reset_after=False),
+        cells.MGUCell(4),
+    )
+    for cell in two_matmuls:
+        # Fused by name; AUTO keeps the scan (not measured on a GPU); the kernels refuse them.
+        assert cell.fusable and not cell.one_state_matmul
+        assert resolve("auto", cell, platform="gpu") is Backend.SCAN
+        assert resolve("fused", cell) is Backend.FUSED
+        with pytest.raises(ValueError, match="backend='native' runs the built-in LSTMCell"):
+            rnnjax.Stack(cell=cell, backend="native")
+    with pytest.raises(ValueError, match="cudnn' needs an LSTM without proj_size"):
+        rnnjax.LSTM(4, proj_size=2, backend="cudnn")
+    with pytest.raises(ValueError, match="recurrent_dropout needs .* no other matmul"):
+        rnnjax.GRU(4, reset_after=False, recurrent_dropout=0.1)
     # A subclass with its own step no longer matches pointwise_step, so it is not fusable.
     assert cells.LSTMCell(4).fusable and not _CustomStepLSTM(4).fusable
     with pytest.raises(ValueError, match="backend must be one of"):
         rnnjax.LSTM(4, backend="cudnn_rnn")
     with pytest.raises(ValueError, match="fusable"):
-        rnnjax.LSTM(4, proj_size=2, backend="fused")
+        rnnjax.Stack(cell=cells.IndRNNCell(4, max_steps=10), backend="fused")

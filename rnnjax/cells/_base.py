@@ -15,13 +15,13 @@ training) then works for it::
 """
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from rnnjax._shapes import Array, Float, PRNGKeyArray
-from rnnjax.cells import _initializers
+from rnnjax.cells import _checks, _initializers
 
 
 class CellParams(NamedTuple):
@@ -81,19 +81,28 @@ class Cell(abc.ABC):
 
     # Optional split of ``recurrent_step`` used by the fused backend (``backends._fused_vjp``): a
     # cell whose step is ``pointwise_step(params, state, projected, recurrent_input(state) @ W)``
-    # with ``W = recurrent_weight(params)`` and no other matmul says so with ``fusable``; its
-    # backward pass then runs as one small matmul per step plus large matmuls after the scan.
+    # with ``W = recurrent_weight(params)`` says so with ``fusable``; its backward pass then runs
+    # the ``W`` matmul once per step plus large matmuls after the scan. ``pointwise_step`` may
+    # hold further matmuls (the LSTM's projection, the reset-before GRU's ``(r*h) W_hn``): the
+    # fused backend differentiates them step by step; ``one_state_matmul`` says there are none.
     @property
     def fusable(self) -> bool:
         """Whether the cell implements the split below (False unless a cell opts in)."""
         return False
+
+    @property
+    def one_state_matmul(self) -> bool:
+        """Whether ``recurrent_input(state) @ recurrent_weight(params)`` is the step's only
+        matmul (a fusable cell without others): what the native and cuDNN kernels compute, and
+        where recurrent dropout masks the whole recurrent input."""
+        return self.fusable
 
     def recurrent_input(self, state: State) -> Float[Array, " P"]:
         """The part of the state that multiplies ``recurrent_weight`` (fusable cells only)."""
         raise NotImplementedError(f"{type(self).__name__} is not fusable")
 
     def recurrent_weight(self, params) -> Float[Array, "P GH"]:
-        """The weight of the step's only state matmul (fusable cells only)."""
+        """The weight of the state matmul done outside ``pointwise_step`` (fusable cells only)."""
         raise NotImplementedError(f"{type(self).__name__} is not fusable")
 
     def pointwise_step(self, params, state: State, projected, hw: Float[Array, " GH"]):
@@ -103,6 +112,31 @@ class Cell(abc.ABC):
     def step(self, params, state: State, x: Float[Array, " I"]):
         """One step from a raw input ``[I]``, for streaming: returns ``(new_state, output)``."""
         return self.recurrent_step(params, state, self.project_inputs(params, x))
+
+
+class HiddenStateCell(Cell):
+    """A cell with ``CellParams`` of ``num_gates`` gate blocks and one state vector ``h [H]``
+    (Elman, GRU, MGU); subclasses are dataclasses with the fields ``hidden_size``, ``bias``,
+    ``input_init`` and ``recurrent_init``."""
+
+    num_gates: ClassVar[int]
+
+    def __post_init__(self):
+        _checks.positive_int(self.hidden_size, "hidden_size")
+
+    def init(self, key: PRNGKeyArray, input_size: int) -> CellParams:
+        return init_cell_params(
+            key,
+            input_size,
+            self.hidden_size,
+            self.num_gates,
+            bias=self.bias,
+            input_init=self.input_init,
+            recurrent_init=self.recurrent_init,
+        )
+
+    def initial_state(self, dtype=jnp.float32):
+        return jnp.zeros((self.hidden_size,), dtype)
 
 
 def init_cell_params(

@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax.cells import _checks
-from rnnjax.cells._base import Cell, CellParams, affine, init_cell_params
+from rnnjax.cells._base import CellParams, HiddenStateCell, affine
 
 NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 @dataclasses.dataclass(frozen=True)
-class ElmanCell(Cell):
+class ElmanCell(HiddenStateCell):
     """Elman (vanilla) RNN cell for one example.
 
     Attributes:
@@ -32,23 +32,11 @@ class ElmanCell(Cell):
     input_init: object = "uniform"
     recurrent_init: object = "uniform"
 
+    num_gates = 1
+
     def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
+        super().__post_init__()
         _checks.one_of(self.nonlinearity, NONLINEARITIES, "nonlinearity")
-
-    def init(self, key, input_size: int) -> CellParams:
-        return init_cell_params(
-            key,
-            input_size,
-            self.hidden_size,
-            1,
-            bias=self.bias,
-            input_init=self.input_init,
-            recurrent_init=self.recurrent_init,
-        )
-
-    def initial_state(self, dtype=jnp.float32):
-        return jnp.zeros((self.hidden_size,), dtype)
 
     def project_inputs(self, params: CellParams, x):
         bias = None if params.b_ih is None else params.b_ih + params.b_hh

@@ -5,12 +5,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells import _checks
-from rnnjax.cells._base import Cell, CellParams, affine, init_cell_params
+from rnnjax.cells._base import CellParams, HiddenStateCell, affine
 
 
 @dataclasses.dataclass(frozen=True)
-class GRUCell(Cell):
+class GRUCell(HiddenStateCell):
     """GRU cell for one example, gates in PyTorch's order (r, z, n).
 
     r = sigmoid(x W_ir + b_ir + h W_hr + b_hr)
@@ -35,22 +34,7 @@ class GRUCell(Cell):
     input_init: object = "uniform"
     recurrent_init: object = "uniform"
 
-    def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
-
-    def init(self, key, input_size: int) -> CellParams:
-        return init_cell_params(
-            key,
-            input_size,
-            self.hidden_size,
-            3,
-            bias=self.bias,
-            input_init=self.input_init,
-            recurrent_init=self.recurrent_init,
-        )
-
-    def initial_state(self, dtype=jnp.float32):
-        return jnp.zeros((self.hidden_size,), dtype)
+    num_gates = 3
 
     def project_inputs(self, params: CellParams, x):
         if params.b_ih is None:
@@ -63,31 +47,33 @@ class GRUCell(Cell):
         return affine(x, params.w_ih, jnp.concatenate([b_rz, params.b_ih[h2:]]))
 
     def recurrent_step(self, params: CellParams, state, projected):
-        if self.reset_after:
-            return self.pointwise_step(params, state, projected, state @ params.w_hh)
-        h2 = 2 * self.hidden_size
-        x_rz, x_n = projected[..., :h2], projected[..., h2:]
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + state @ params.w_hh[:, :h2]), 2, axis=-1)
-        n = jnp.tanh(x_n + (r * state) @ params.w_hh[:, h2:])
-        h = (1.0 - z) * n + z * state
-        return h, h
+        return self.pointwise_step(params, state, projected, state @ self.recurrent_weight(params))
 
     @property
     def fusable(self) -> bool:
-        # Reset-before multiplies r * h by W_hn inside the step: a second, state-dependent matmul.
-        return self.reset_after and type(self).recurrent_step is GRUCell.recurrent_step
+        return type(self).recurrent_step is GRUCell.recurrent_step
+
+    @property
+    def one_state_matmul(self) -> bool:
+        # Reset-before multiplies r * h by W_hn inside pointwise_step: a second matmul.
+        return self.fusable and self.reset_after
 
     def recurrent_input(self, state):
         return state
 
     def recurrent_weight(self, params: CellParams):
-        return params.w_hh
+        """``W_hh`` (reset-after), or its r and z blocks (reset-before: ``W_hn`` multiplies
+        ``r * h`` in ``pointwise_step``)."""
+        return params.w_hh if self.reset_after else params.w_hh[:, : 2 * self.hidden_size]
 
     def pointwise_step(self, params: CellParams, state, projected, hw):
         h2 = 2 * self.hidden_size
         x_rz, x_n = projected[..., :h2], projected[..., h2:]
         r, z = jnp.split(jax.nn.sigmoid(x_rz + hw[..., :h2]), 2, axis=-1)
-        hw_n = hw[..., h2:] if params.b_hh is None else hw[..., h2:] + params.b_hh[h2:]
-        n = jnp.tanh(x_n + r * hw_n)
+        if self.reset_after:
+            hw_n = hw[..., h2:] if params.b_hh is None else hw[..., h2:] + params.b_hh[h2:]
+            n = jnp.tanh(x_n + r * hw_n)
+        else:
+            n = jnp.tanh(x_n + (r * state) @ params.w_hh[:, h2:])
         h = (1.0 - z) * n + z * state
         return h, h

@@ -107,9 +107,14 @@ class LSTMCell(Cell):
 
     @property
     def fusable(self) -> bool:
-        # The projection is a second matmul per step; a subclass with its own recurrent_step
-        # (e.g. a peephole LSTM) no longer matches pointwise_step.
-        return not self.proj_size and type(self).recurrent_step is LSTMCell.recurrent_step
+        # A subclass with its own recurrent_step (e.g. a peephole LSTM) no longer matches
+        # pointwise_step.
+        return type(self).recurrent_step is LSTMCell.recurrent_step
+
+    @property
+    def one_state_matmul(self) -> bool:
+        # The projection h W_hr is a second matmul per step, inside pointwise_step.
+        return self.fusable and not self.proj_size
 
     def recurrent_input(self, state: LSTMState):
         return state.hidden

@@ -5,7 +5,8 @@
     h' = (1 - f) * h + f * n
 
 The candidate multiplies ``f * h`` by ``W_hn`` inside the step (a second, gate-dependent matmul,
-like the reset-before GRU), so the cell is not fusable: every backend but the scan refuses it.
+like the reset-before GRU): the cell is fusable with ``h W_hf`` as its recurrent matmul and
+``W_hn`` differentiated inside ``pointwise_step``; the native and cuDNN kernels do not run it.
 """
 
 import dataclasses
@@ -13,12 +14,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells import _checks
-from rnnjax.cells._base import Cell, CellParams, affine, init_cell_params
+from rnnjax.cells._base import CellParams, HiddenStateCell, affine
 
 
 @dataclasses.dataclass(frozen=True)
-class MGUCell(Cell):
+class MGUCell(HiddenStateCell):
     """Minimal gated unit for one example, gates (f, n) (equations in the module docstring).
 
     Attributes:
@@ -34,30 +34,32 @@ class MGUCell(Cell):
     input_init: object = "uniform"
     recurrent_init: object = "uniform"
 
-    def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
-
-    def init(self, key, input_size: int) -> CellParams:
-        return init_cell_params(
-            key,
-            input_size,
-            self.hidden_size,
-            2,
-            bias=self.bias,
-            input_init=self.input_init,
-            recurrent_init=self.recurrent_init,
-        )
-
-    def initial_state(self, dtype=jnp.float32):
-        return jnp.zeros((self.hidden_size,), dtype)
+    num_gates = 2
 
     def project_inputs(self, params: CellParams, x):
         bias = None if params.b_ih is None else params.b_ih + params.b_hh
         return affine(x, params.w_ih, bias)
 
     def recurrent_step(self, params: CellParams, state, projected):
+        return self.pointwise_step(params, state, projected, state @ self.recurrent_weight(params))
+
+    @property
+    def fusable(self) -> bool:
+        return type(self).recurrent_step is MGUCell.recurrent_step
+
+    @property
+    def one_state_matmul(self) -> bool:
+        return False  # (f * h) W_hn is a second matmul inside pointwise_step
+
+    def recurrent_input(self, state):
+        return state
+
+    def recurrent_weight(self, params: CellParams):
+        return params.w_hh[:, : self.hidden_size]
+
+    def pointwise_step(self, params: CellParams, state, projected, hw):
         h = self.hidden_size
-        f = jax.nn.sigmoid(projected[..., :h] + state @ params.w_hh[:, :h])
+        f = jax.nn.sigmoid(projected[..., :h] + hw)
         n = jnp.tanh(projected[..., h:] + (f * state) @ params.w_hh[:, h:])
         new = (1.0 - f) * state + f * n
         return new, new

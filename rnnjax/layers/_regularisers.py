@@ -76,11 +76,12 @@ def check_rates(cell: Cell, *, zoneout, **dropouts) -> Rates:
                 "zoneout needs a cell whose output is its state or its state's .hidden, "
                 f"got {cell!r}"
             )
-    if dropouts.get("recurrent_dropout", 0.0) > 0 and not cell.fusable:
+    if dropouts.get("recurrent_dropout", 0.0) > 0 and not cell.one_state_matmul:
         raise ValueError(
             "recurrent_dropout needs a cell whose step is pointwise_step(..., "
-            "recurrent_input(state) @ recurrent_weight(params)) (Cell.fusable: LSTM without "
-            f"proj_size, reset-after GRU, Elman, LayerNorm LSTM/GRU, peephole LSTM), got {cell!r}"
+            "recurrent_input(state) @ recurrent_weight(params)) with no other matmul "
+            "(Cell.one_state_matmul: LSTM without proj_size, reset-after GRU, Elman, LayerNorm "
+            f"LSTM/GRU, peephole LSTM), got {cell!r}"
         )
     return Rates(zoneout=rates if any(rates) else (), **dropouts)
 

@@ -28,7 +28,7 @@ from rnnjax.recurrence.backends._per_device import per_device
 
 def supports(cell) -> bool:
     """Whether cuDNN computes exactly what ``cell`` does: the built-in LSTM, no projection."""
-    return isinstance(cell, LSTMCell) and cell.fusable
+    return isinstance(cell, LSTMCell) and cell.one_state_matmul
 
 
 def pack_weights(params: Sequence[CellParams]) -> Float[Array, " N"]:

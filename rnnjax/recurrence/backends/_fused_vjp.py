@@ -16,8 +16,10 @@ round trip of its ``[T, B, GH]`` result through memory) and keeps the projection
 pass, where the input gradients are still the large matmuls above.
 
 It applies to cells whose step is ``pointwise_step(params, s, projected, recurrent_input(s) @ W)``
-(``Cell.fusable``): the built-in LSTM without projection, reset-after GRU and Elman cells. Other
-parameters the pointwise part reads (the GRU's ``b_hn``) get their gradients summed in the loop.
+(``Cell.fusable``): the built-in LSTM, GRU and Elman cells, the LayerNorm and peephole LSTMs and
+the MGU. Other parameters the pointwise part reads (the GRU's ``b_hn``; the LSTM's projection
+``W_hr`` and the reset-before GRU's ``W_hn``, whose matmuls sit inside ``pointwise_step``) get
+their gradients summed in the loop, by autodiff of the pointwise part.
 
 Shapes: T time, B batch, P recurrent input, GH = G*H gates. All arrays are time-major.
 """

@@ -146,7 +146,7 @@ def available() -> bool:
 
 def supports(cell: Cell) -> bool:
     """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
-    return type(cell) in _GATES and cell.fusable
+    return type(cell) in _GATES and cell.one_state_matmul
 
 
 def native_recurrence(cell: Cell, params, xs, state0, valid=None, *, reverse: bool = False):
