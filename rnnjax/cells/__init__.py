@@ -11,6 +11,7 @@ from rnnjax.cells._lru import LRUCell, LRUParams
 from rnnjax.cells._lstm import LSTMCell, LSTMState
 from rnnjax.cells._mgu import MGUCell
 from rnnjax.cells._min_rnn import MinGRUCell, MinLSTMCell, MinRNNParams
+from rnnjax.cells._mixed_precision import MixedPrecisionCell
 from rnnjax.cells._peephole import PeepholeLSTMCell, PeepholeParams
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "MinLSTMCell",
     "MinRNNParams",
     "MGUCell",
+    "MixedPrecisionCell",
     "PeepholeLSTMCell",
     "PeepholeParams",
     "State",

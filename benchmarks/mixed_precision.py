@@ -1,0 +1,82 @@
+"""Training step in float32 against bfloat16 matmuls (``rnnjax.cells.MixedPrecisionCell``).
+
+    python -m benchmarks.mixed_precision                       # GPU: 64x512x256x1024, fused
+    python -m benchmarks.mixed_precision --shape 64,256,128,256 --backend scan   # a CPU's size
+
+B x T x I x H. The step is the gradient of a sum of squared outputs over all parameters of one
+LSTM and one GRU layer, jitted, timed interleaved (``benchmarks._timing``), medians printed as a
+markdown table with the bf16/f32 ratio; ``--json`` writes them. ``auto`` picks the fused backend
+on a GPU (bf16 included) and, on a CPU, the native kernels for float32 and the scan for bf16 (the
+kernels compute in float32 only), which is what a user gets.
+"""
+
+import argparse
+import datetime
+import json
+import platform
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="64,512,256,1024", help="B,T,I,H")
+    parser.add_argument("--cells", default="lstm,gru")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--json", default="", help="write the results here ('' = none)")
+    return parser.parse_args(argv)
+
+
+def _step(layer, params, x):
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p):
+        out, _ = layer(p, x)
+        return jnp.sum(out.astype(jnp.float32) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    return lambda: jax.block_until_ready(grad(params))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import jax
+
+    import rnnjax
+    from benchmarks import _timing
+    from rnnjax import cells
+
+    b, t, i, h = (int(v) for v in args.shape.split(","))
+    x = jax.random.normal(jax.random.key(1), (b, t, i))
+    make = {"lstm": cells.LSTMCell, "gru": cells.GRUCell}
+    runs = {}
+    for name in args.cells.split(","):
+        cell = make[name](h)
+        for label, c in (("f32", cell), ("bf16", cells.MixedPrecisionCell(cell))):
+            layer = rnnjax.Stack(cell=c, backend=args.backend)
+            params = layer.init(jax.random.key(0), i)
+            runs[f"{name} {label}"] = _step(layer, params, x)
+    samples = _timing.interleaved(runs, repeats=args.repeats)
+    ms = {k: _timing.median_ms(v) for k, v in samples.items()}
+    device = jax.devices()[0].device_kind
+    print(f"training step, {args.shape} (B,T,I,H), backend {args.backend}, {device}, "
+          f"medians of {args.repeats}")  # fmt: skip
+    print("| cell | float32 ms | bf16 matmuls ms | bf16 / f32 |\n|---|---|---|---|")
+    for name in args.cells.split(","):
+        f32, bf16 = ms[f"{name} f32"], ms[f"{name} bf16"]
+        print(f"| {name} | {f32:.1f} | {bf16:.1f} | {bf16 / f32:.2f} |")
+    if args.json:
+        record = {
+            "date": datetime.date.today().isoformat(),
+            "device": device,
+            "machine": platform.processor() or platform.machine(),
+            "shape": args.shape,
+            "backend": args.backend,
+            "ms": ms,
+        }
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
