@@ -4,6 +4,7 @@ ml_collections answers an override of a missing field with an AttributeError tra
 while absl parses the flags; ``parse_flags`` checks the overrides against the config first.
 """
 
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -91,6 +92,18 @@ def parse_flags(argv: list) -> list:
 def _exit(message: str):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """Turns the errors a user can fix (config, data files, checkpoints, paths) into one line on
+    stderr and exit status 2, for the command-line tools that read a finished run."""
+    from rnnjax import data, training  # the flag helpers above stay free of jax
+
+    try:
+        yield
+    except (ConfigError, data.DataError, training.CheckpointError, OSError) as e:
+        _exit(str(e))
 
 
 def validate(config) -> None:

@@ -7,13 +7,11 @@ write one prediction per input row (for classification: a TSV with a ``sentence`
 
 import json
 import os
-import sys
 
 import ml_collections
 from absl import app, flags, logging
 
 from experiments import config_cli, run_state, tasks
-from rnnjax import data, training
 
 
 def _define_flags():
@@ -54,11 +52,8 @@ def main(argv):
         if not values[name].value:
             raise app.UsageError(f"--{name} is required")
     logging.set_verbosity(logging.WARNING)
-    try:
+    with config_cli.exit_on_user_error():
         print(predict(values.workdir, values.input, values.output))
-    except (config_cli.ConfigError, data.DataError, training.CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from absl import app, flags, logging
 
 from experiments import config_cli, predict, run_state, tasks
 from experiments.tasks import _translation_eval as ev
-from rnnjax import data, training
+from rnnjax import data
 
 
 def _define_flags():
@@ -150,13 +150,10 @@ def main(argv):
     if not (v.input or v.heatmap):
         raise app.UsageError("--input (or --heatmap) is required")
     logging.set_verbosity(logging.WARNING)
-    try:
+    with config_cli.exit_on_user_error():
         line = run(v.workdir, v.input, v.output, v.beam_size, v.length_penalty, v.heatmap,
                    v.num_heatmaps)  # fmt: skip
         print(line, file=sys.stderr if v.output == "-" else sys.stdout)
-    except (config_cli.ConfigError, data.DataError, training.CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ Frames are ``[B, T, C, C]`` float32 in [0, 1] (T frames of a C x C canvas).
 """
 
 import dataclasses
-import gzip
 import os
 
 import numpy as np
 
-from rnnjax.data import DataError
+from rnnjax.data import DataError, read_mnist
 
 # (dy, dx) per direction label, y growing downwards: E, N, W, S, then NE, NW, SW, SE.
 DIRECTIONS = ((0, 1), (-1, 0), (0, -1), (1, 0), (-1, 1), (-1, -1), (1, -1), (1, 1))
@@ -32,41 +31,20 @@ class Trajectories:
     orders: np.ndarray  # [N, T]: the frame shown at each step (arange, or shuffled)
 
 
-def read_idx(path: str, magic: int) -> np.ndarray:
-    """An IDX file (MNIST's format, optionally gzipped) as a uint8 array; ``DataError`` if bad."""
-    try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path!r}: {e}") from None
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
-        got = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-        raise DataError(f"{path!r} is not an IDX file of magic {magic}: got magic {got}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) - header != int(np.prod(shape)):
-        raise DataError(
-            f"{path!r} has {len(raw) - header} bytes of data, its header says shape {shape}"
-        )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
-
-
 def load_digits(folder: str, digit_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(images [N, S, S] float32 in [0, 1], labels [N])`` from MNIST's test-split IDX files."""
-    images = read_idx(os.path.join(folder, "t10k-images-idx3-ubyte.gz"), 2051)
-    labels = read_idx(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"), 2049)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
-        raise DataError(
-            f"expected [N, 28, 28] images and N labels in {folder!r}, got images "
-            f"{images.shape} and {len(labels)} labels"
-        )
-    if labels.max() > 9:
-        raise DataError(f"MNIST labels must be 0-9, found {labels.max()} in {folder!r}")
+    mnist = read_mnist(
+        os.path.join(folder, "t10k-images-idx3-ubyte.gz"),
+        os.path.join(folder, "t10k-labels-idx1-ubyte.gz"),
+    )
+    if mnist.images.shape[1:] != (28, 28):
+        raise DataError(f"expected [N, 28, 28] images in {folder!r}, got {mnist.images.shape}")
+    if mnist.labels.max() > 9:
+        raise DataError(f"MNIST labels must be 0-9, found {mnist.labels.max()} in {folder!r}")
     factor = 28 // digit_size
-    small = images.reshape(len(images), digit_size, factor, digit_size, factor).mean(axis=(2, 4))
-    return (small / 255.0).astype(np.float32), labels.astype(np.int32)
+    n = len(mnist.images)
+    small = mnist.images.reshape(n, digit_size, factor, digit_size, factor).mean(axis=(2, 4))
+    return small.astype(np.float32), mnist.labels
 
 
 def sample_trajectories(

@@ -16,6 +16,7 @@ import optax
 import rnnjax
 from experiments import config_cli
 from experiments.tasks._files import write_atomically
+from experiments.tasks._metrics import classification_metrics
 from rnnjax import data
 from rnnjax.models import POOLINGS, SequenceClassifier
 
@@ -190,13 +191,7 @@ def make_evaluator(config, model: SequenceClassifier, d: ClassifyData):
     def evaluate(params, final: bool) -> dict:
         del final  # the validation file is small: always all of it
         probs = predict_all(probabilities, params, held_out, d.boundaries, config.eval_batch_size)
-        labels = held_out.labels
-        picked = probs[np.arange(len(labels)), labels].astype(np.float64)
-        return {
-            "loss": float(-np.mean(np.log(np.maximum(picked, 1e-30)))),
-            "accuracy": float(np.mean(np.argmax(probs, -1) == labels)),
-            "examples": float(len(labels)),
-        }
+        return classification_metrics(probs, held_out.labels)
 
     return evaluate
 

@@ -19,6 +19,7 @@ import optax
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks._metrics import classification_metrics
 from rnnjax import data
 from rnnjax.models import POOLINGS, SequenceClassifier
 
@@ -187,13 +188,7 @@ def make_evaluator(config, model: SequenceClassifier, d: ImageData):
     def evaluate(params, final: bool) -> dict:
         del final  # at most 2,000 images: always all of them
         probs = predict_all(config, probabilities, params, d)
-        labels = d.held_out.labels
-        picked = probs[np.arange(len(labels)), labels].astype(np.float64)
-        return {
-            "loss": float(-np.mean(np.log(np.maximum(picked, 1e-30)))),
-            "accuracy": float(np.mean(np.argmax(probs, -1) == labels)),
-            "examples": float(len(labels)),
-        }
+        return classification_metrics(probs, d.held_out.labels)
 
     return evaluate
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 import rnnjax
 from rnnjax._shapes import Array, Float, Int, PRNGKeyArray
+from rnnjax.models._dropout import dropout
 
 _LAYERS = {"rnn": rnnjax.RNN, "lstm": rnnjax.LSTM, "gru": rnnjax.GRU}
 
@@ -140,17 +141,11 @@ class CharLM:
         """
         x = params.embed[tokens]
         keys = (None,) * 3 if dropout_key is None else tuple(jax.random.split(dropout_key, 3))
-        x = self._dropout(keys[0], x)
+        x = dropout(keys[0], self.dropout, x)
         x, state = self.layer(params.rnn, x, initial_state=state, dropout_key=keys[1])
-        x = self._dropout(keys[2], x)
+        x = dropout(keys[2], self.dropout, x)
         logits = x @ params.w_out + params.b_out[None, None, :]
         return logits, state
-
-    def _dropout(self, key, x):
-        if key is None or self.dropout == 0.0:
-            return x
-        keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
-        return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
 
     def step(self, params: CharLMParams, states: tuple, token: Int[Array, ""]):
         """One streaming step for one example with the cells' ``step`` API.

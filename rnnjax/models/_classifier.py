@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 import rnnjax
 from rnnjax._shapes import Array, Float, Int, PRNGKeyArray
+from rnnjax.models._dropout import dropout
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -138,19 +139,19 @@ class SequenceClassifier:
             x = params.embed[inputs]
         else:
             x = jnp.asarray(inputs)
-        x = _dropout(keys[0], self.dropout, x)
+        x = dropout(keys[0], self.dropout, x)
         if lengths is None:
             lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
         outputs, state = self.layer(params.rnn, x, lengths, dropout_key=keys[1])
         if not self.layer.batch_first:
             outputs = jnp.swapaxes(outputs, 0, 1)
         pooled = self._pool(params, outputs, state, lengths)
-        pooled = _dropout(keys[2], self.dropout, pooled)
+        pooled = dropout(keys[2], self.dropout, pooled)
         for i, (w, b) in enumerate(params.head):
             pooled = pooled @ w + b[None, :]
             if i < len(params.head) - 1:
                 key = None if keys[3] is None else jax.random.fold_in(keys[3], i)
-                pooled = _dropout(key, self.dropout, jax.nn.relu(pooled))
+                pooled = dropout(key, self.dropout, jax.nn.relu(pooled))
         return pooled
 
     def _pool(self, params, outputs: Float[Array, "B T F"], state, lengths) -> Float[Array, "B F"]:
@@ -178,10 +179,3 @@ def _dense(key, n_in: int, n_out: int):
     bound = 1.0 / n_in**0.5
     w = jax.random.uniform(k_w, (n_in, n_out), minval=-bound, maxval=bound)
     return w, jax.random.uniform(k_b, (n_out,), minval=-bound, maxval=bound)
-
-
-def _dropout(key, rate: float, x):
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)

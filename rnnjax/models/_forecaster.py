@@ -12,7 +12,8 @@ import jax.numpy as jnp
 
 import rnnjax
 from rnnjax._shapes import Array, Float, PRNGKeyArray
-from rnnjax.models._classifier import _dense, _dropout
+from rnnjax.models._classifier import _dense
+from rnnjax.models._dropout import dropout
 
 FORECAST_MODES = ("direct", "autoregressive")
 
@@ -155,7 +156,7 @@ class Forecaster:
         x = features
         for i, (w, b) in enumerate(params.head):
             sub = None if key is None else jax.random.fold_in(key, i)
-            x = _dropout(sub, self.dropout, x) @ w + b[None, :]
+            x = dropout(sub, self.dropout, x) @ w + b[None, :]
             if i < len(params.head) - 1:
                 x = jnp.tanh(x)
         if params.skip is not None:

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._shapes import Array, Float, Int, PRNGKeyArray
+from rnnjax.models._dropout import dropout
 
 
 class TransformerBlockParams(NamedTuple):
@@ -180,9 +181,9 @@ class TransformerLM:
     def _finish_block(self, p: TransformerBlockParams, x, attended, keys):
         """Adds the attention output and the MLP branch to the residual stream ``x``."""
         attended = attended.reshape(*attended.shape[:-2], self.width)
-        x = x + self._dropout(keys[0], _linear(attended, p.w_attn_out, p.b_attn_out))
+        x = x + dropout(keys[0], self.dropout, _linear(attended, p.w_attn_out, p.b_attn_out))
         h = jax.nn.gelu(_linear(_layer_norm(x, p.ln2_scale, p.ln2_bias), p.w_fc, p.b_fc))
-        return x + self._dropout(keys[1], _linear(h, p.w_mlp_out, p.b_mlp_out))
+        return x + dropout(keys[1], self.dropout, _linear(h, p.w_mlp_out, p.b_mlp_out))
 
     def _read_out(self, params: TransformerParams, x):
         return _linear(_layer_norm(x, params.ln_scale, params.ln_bias), params.w_out, params.b_out)
@@ -216,18 +217,12 @@ class TransformerLM:
             )
         num_keys = 1 + 2 * self.num_layers
         keys = [None] * num_keys if dropout_key is None else jax.random.split(dropout_key, num_keys)
-        x = self._dropout(keys[0], params.embed[tokens] + params.positions[None, :t])
+        x = dropout(keys[0], self.dropout, params.embed[tokens] + params.positions[None, :t])
         causal = jnp.tril(jnp.ones((t, t), bool))
         for i, p in enumerate(params.blocks):
             q, k, v = self._qkv(p, x)
             x = self._finish_block(p, x, _attend(q, k, v, causal), keys[1 + 2 * i : 3 + 2 * i])
         return self._read_out(params, x), None
-
-    def _dropout(self, key, x):
-        if key is None or self.dropout == 0.0:
-            return x
-        keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
-        return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
 
     def init_cache(self, batch_size: int, length: int | None = None) -> KVCache:
         """An empty cache of ``length`` positions (``context_size`` when None), index 0."""
