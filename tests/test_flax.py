@@ -408,3 +408,20 @@ def test_time_major_and_options_pass_through():
     chex.assert_trees_all_equal(
         model.apply(variables, x_tm, LENGTHS), model.layer(params, x_tm, LENGTHS)[0]
     )
+
+
+def test_mask_and_resets_pass_through_linen_and_nnx():
+    layer = rnnjax.LSTM(4, bidirectional=True)
+    x, s0 = _inputs(layer)
+    mask = jnp.array([[0, 1, 1, 0, 1, 1], [1] * 6, [0] * 6], bool)  # holes, left padding
+    resets = jnp.array([[0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 1], [0] * 6], bool)
+    model = rf.LSTM(4, bidirectional=True, return_state=True)
+    variables = model.init(jax.random.key(0), x)
+    params = rf.from_flax_params(model.layer, variables["params"])
+    want = layer(params, x, None, s0, mask=mask, resets=resets)
+    got = model.apply(variables, x, initial_state=s0, mask=mask, resets=resets)
+    chex.assert_trees_all_equal(got, want)
+    nnx_model = rf.nnx.LSTM(IN, 4, bidirectional=True, return_state=True, rngs=nnx.Rngs(0))
+    _, nnx_params = nnx_model.to_rnnjax()
+    want = layer(nnx_params, x, None, s0, mask=mask, resets=resets)
+    chex.assert_trees_all_equal(nnx_model(x, initial_state=s0, mask=mask, resets=resets), want)

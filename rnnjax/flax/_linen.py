@@ -46,6 +46,8 @@ class _Base(nn.Module):
         seq_lengths=None,
         *,
         initial_state=None,
+        mask=None,
+        resets=None,
         deterministic: bool | None = None,
         return_state: bool | None = None,
     ):
@@ -56,6 +58,10 @@ class _Base(nn.Module):
           seq_lengths: optional ``[B]`` integers in [0, T] (the pure layer's ``lengths``):
             positions >= length are padding, as in a PyTorch packed sequence.
           initial_state: optional, laid out as the returned state; zeros when None.
+          mask: optional ``[B, T]`` booleans instead of ``seq_lengths`` (left padding, holes: a
+            masked step keeps the state and outputs zeros), as the pure layer's ``mask``.
+          resets: optional ``[B, T]`` booleans: the state restarts before a marked step
+            (several documents packed in one row), as the pure layer's ``resets``.
           deterministic: no dropout when True; overrides the attribute. Needed (here or as the
             attribute) only when the layer has dropout between layers.
           return_state: also return the final state; overrides the attribute.
@@ -111,7 +117,13 @@ class _Base(nn.Module):
                     )
                 dropout_key = self.make_rng("dropout")  # falls back to 'params' in init
         outputs, state = layer(
-            tuple(params), x, seq_lengths, initial_state, dropout_key=dropout_key
+            tuple(params),
+            x,
+            seq_lengths,
+            initial_state,
+            dropout_key=dropout_key,
+            mask=mask,
+            resets=resets,
         )
         if self.return_state if return_state is None else return_state:
             return outputs, state

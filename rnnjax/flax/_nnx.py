@@ -118,6 +118,8 @@ class Recurrent(nnx.Module):
         seq_lengths=None,
         *,
         initial_state=None,
+        mask=None,
+        resets=None,
         deterministic: bool | None = None,
         rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
         return_state: bool | None = None,
@@ -128,6 +130,10 @@ class Recurrent(nnx.Module):
           inputs: ``[B, T, I]`` (``[T, B, I]`` when ``batch_first=False``), floating.
           seq_lengths: optional ``[B]`` integers in [0, T] (the pure layer's ``lengths``).
           initial_state: optional, laid out as the returned state; zeros when None.
+          mask: optional ``[B, T]`` booleans instead of ``seq_lengths`` (left padding, holes: a
+            masked step keeps the state and outputs zeros), as the pure layer's ``mask``.
+          resets: optional ``[B, T]`` booleans: the state restarts before a marked step
+            (several documents packed in one row), as the pure layer's ``resets``.
           deterministic: no dropout when True; overrides the attribute.
           rngs: a ``dropout`` stream or key for this call instead of the module's own.
           return_state: also return the final state; overrides the attribute.
@@ -149,7 +155,9 @@ class Recurrent(nnx.Module):
         if layer.dropout > 0 and layer.num_layers > 1 and not deterministic:
             dropout_key = self._dropout_key(rngs)
         _, params = self.to_rnnjax()
-        outputs, state = layer(params, x, seq_lengths, initial_state, dropout_key=dropout_key)
+        outputs, state = layer(
+            params, x, seq_lengths, initial_state, dropout_key=dropout_key, mask=mask, resets=resets
+        )
         return_state = self.return_state if return_state is None else return_state
         return (outputs, state) if return_state else outputs
 
