@@ -158,15 +158,30 @@ def transformer_latency(preset: str, positions: list, repeats: int) -> list:
 
 
 def eval_curve(workdir: str) -> tuple:
-    """``(steps, losses)`` of the evaluations in ``workdir/metrics.jsonl`` (last write wins)."""
+    """``(steps, losses, final)`` from ``workdir/metrics.jsonl`` (last write wins): the
+    intermediate evaluations, which all read the same first characters of the validation text,
+    and ``final = (step, loss)``, the last evaluation (the whole split: not on the same scale)."""
     by_step = {}
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
         for line in f:
             record = json.loads(line)
             if record["split"] == "eval":
-                by_step[record["step"]] = record["loss"]
+                by_step[record["step"]] = (record["loss"], record.get("tokens"))
     steps = sorted(by_step)
-    return steps, [by_step[s] for s in steps]
+    final = (steps[-1], by_step[steps[-1]][0])
+    first_tokens = by_step[steps[0]][1]
+    same = [s for s in steps[:-1] if by_step[s][1] == first_tokens] or steps
+    return same, [by_step[s][0] for s in same], final
+
+
+def _curve_tokens(workdir: str) -> int:
+    """Characters read by the intermediate evaluations of ``workdir``."""
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if record["split"] == "eval":
+                return int(record.get("tokens", 0))
+    return 0
 
 
 def _gib(nbytes: float) -> str:
@@ -188,8 +203,10 @@ def _table(result: dict, limit_gib: float) -> str:
     for k_curve in ("final_loss", "loss_at_equal_time"):
         if all(k in result.get(k_curve, {}) for k in kinds):
             label = {
-                "final_loss": "final validation loss (nats/char) at step, seconds",
-                "loss_at_equal_time": "validation loss at {:.0f} s".format(result["equal_time_s"]),
+                "final_loss": "final validation loss, whole split (nats/char) at step, seconds",
+                "loss_at_equal_time": "validation loss at {:.0f} s (first {} chars)".format(
+                    result["equal_time_s"], result["curve_tokens"]
+                ),
             }[k_curve]
             row(label, [result[k_curve][k] for k in kinds])
     batch = result["memory_batch"]
@@ -214,8 +231,10 @@ def _plot(result: dict, curves: dict, out: str, stem: str, limit_gib: float) -> 
     paths = []
     if curves:
         fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-        for kind, (seconds, losses) in curves.items():
-            ax.plot(seconds, losses, marker="o", ms=3, label=NAMES[kind])
+        for kind, (seconds, losses, (final_s, final_loss)) in curves.items():
+            line = ax.plot(seconds, losses, marker="o", ms=3, label=NAMES[kind])[0]
+            ax.plot([final_s], [final_loss], marker="*", ms=10, ls="", color=line.get_color(),
+                    label=f"{NAMES[kind]}, final (whole split)")  # fmt: skip
         ax.set_xlabel("training time on this machine (s; steps x median step time)")
         ax.set_ylabel("validation loss (nats/char)")
         ax.set_title("Tiny Shakespeare, char LM")
@@ -280,18 +299,21 @@ def main(argv=None) -> dict:
     curves = {}
     for kind, workdir in workdirs.items():
         if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-            steps, losses = eval_curve(workdir)
-            seconds = [s * result["throughput"][kind]["step_seconds"] for s in steps]
-            curves[kind] = (seconds, losses)
+            steps, losses, (final_step, final_loss) = eval_curve(workdir)
+            step_s = result["throughput"][kind]["step_seconds"]
+            curves[kind] = ([s * step_s for s in steps], losses, (final_step * step_s, final_loss))
+            result.setdefault("final_loss", {})[kind] = (
+                f"{final_loss:.3f} ({final_step}, {final_step * step_s:.0f} s)"
+            )
     if len(curves) == 2:
+        # Both on the intermediate evaluations (the same characters), up to the shorter run.
         equal = min(c[0][-1] for c in curves.values())
         result["equal_time_s"] = equal
-        result["final_loss"] = {}
-        result["loss_at_equal_time"] = {}
-        for kind, (seconds, losses) in curves.items():
-            steps = eval_curve(workdirs[kind])[0]
-            result["final_loss"][kind] = f"{losses[-1]:.3f} ({steps[-1]}, {seconds[-1]:.0f} s)"
-            result["loss_at_equal_time"][kind] = f"{np.interp(equal, seconds, losses):.3f}"
+        result["curve_tokens"] = _curve_tokens(workdirs["rnn"])
+        result["loss_at_equal_time"] = {
+            kind: f"{np.interp(equal, seconds, losses):.3f}"
+            for kind, (seconds, losses, _) in curves.items()
+        }
     result["curves"] = curves
     os.makedirs(args.out, exist_ok=True)
     table = _table(result, args.memory_limit_gib)

@@ -1,8 +1,11 @@
 """Smoke tests of the benchmark scripts on tiny shapes, so that they cannot rot."""
 
 import json
+import os
 
-from benchmarks import memory, speed
+import numpy as np
+
+from benchmarks import memory, mixed_precision, rnn_vs_transformer, speed
 
 
 def test_speed_runs_every_library_and_writes_json(tmp_path):
@@ -37,3 +40,38 @@ def test_memory_reports_each_configuration(tmp_path):
     # A budget below the step's own size is reported, not run.
     over = memory.measure("rnnjax", 8, memory.parse_args(["--budget-gib", "1e-9"]))
     assert over["status"] == "over budget"
+
+
+def _metrics(workdir, evals):
+    workdir.mkdir()
+    lines = [{"split": "train", "step": 1, "loss": 9.0}]
+    lines += [{"split": "eval", "step": s, "loss": v, "tokens": n} for s, v, n in evals]
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_rnn_vs_transformer_compares_equal_evaluations_only(tmp_path):
+    # Intermediate evaluations read 50 characters, the final one the whole split (a harder text).
+    _metrics(tmp_path / "rnn", [(10, 2.0, 50), (20, 1.0, 50), (30, 1.9, 500)])
+    _metrics(tmp_path / "tf", [(10, 3.0, 50), (20, 2.0, 50), (25, 2.5, 500)])
+    assert rnn_vs_transformer.eval_curve(str(tmp_path / "rnn")) == ([10, 20], [2.0, 1.0], (30, 1.9))
+    result = rnn_vs_transformer.main(
+        ["--small", "--lstm_workdir", str(tmp_path / "rnn")]
+        + ["--transformer_workdir", str(tmp_path / "tf"), "--out", str(tmp_path / "out")]
+    )
+    step = {k: result["throughput"][k]["step_seconds"] for k in ("rnn", "transformer")}
+    equal = min(20 * step["rnn"], 20 * step["transformer"])
+    assert result["equal_time_s"] == equal and result["curve_tokens"] == 50
+    for kind, losses in (("rnn", [2.0, 1.0]), ("transformer", [3.0, 2.0])):
+        want = np.interp(equal, [10 * step[kind], 20 * step[kind]], losses)
+        assert result["loss_at_equal_time"][kind] == f"{want:.3f}"
+    assert result["final_loss"]["rnn"].startswith("1.900 (30,")
+    assert all(os.path.exists(p) for p in result["pngs"])
+
+
+def test_mixed_precision_prints_the_ratio(capsys):
+    mixed_precision.main(["--shape", "2,3,4,8", "--repeats", "1", "--backend", "scan"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "| cell | float32 ms | bf16 matmuls ms | bf16 / f32 |"
+    for line, cell in zip(lines[3:], ["lstm", "gru"], strict=True):
+        name, f32, bf16, ratio = (v.strip() for v in line.strip("|").split("|"))
+        assert name == cell and float(f32) >= 0 and float(bf16) >= 0 and float(ratio) > 0
