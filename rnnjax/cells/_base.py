@@ -138,6 +138,17 @@ class HiddenStateCell(Cell):
     def initial_state(self, dtype=jnp.float32):
         return jnp.zeros((self.hidden_size,), dtype)
 
+    def recurrent_step(self, params: CellParams, state, projected):
+        return self.pointwise_step(params, state, projected, state @ self.recurrent_weight(params))
+
+    @property
+    def fusable(self) -> bool:
+        # A subclass with its own recurrent_step no longer matches pointwise_step.
+        return type(self).recurrent_step is HiddenStateCell.recurrent_step
+
+    def recurrent_input(self, state):
+        return state
+
 
 def init_cell_params(
     key: PRNGKeyArray,

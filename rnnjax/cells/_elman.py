@@ -42,16 +42,6 @@ class ElmanCell(HiddenStateCell):
         bias = None if params.b_ih is None else params.b_ih + params.b_hh
         return affine(x, params.w_ih, bias)
 
-    def recurrent_step(self, params: CellParams, state, projected):
-        return self.pointwise_step(params, state, projected, state @ params.w_hh)
-
-    @property
-    def fusable(self) -> bool:
-        return type(self).recurrent_step is ElmanCell.recurrent_step
-
-    def recurrent_input(self, state):
-        return state
-
     def recurrent_weight(self, params: CellParams):
         return params.w_hh
 

@@ -46,20 +46,10 @@ class GRUCell(HiddenStateCell):
         b_rz = params.b_ih[:h2] + params.b_hh[:h2]
         return affine(x, params.w_ih, jnp.concatenate([b_rz, params.b_ih[h2:]]))
 
-    def recurrent_step(self, params: CellParams, state, projected):
-        return self.pointwise_step(params, state, projected, state @ self.recurrent_weight(params))
-
-    @property
-    def fusable(self) -> bool:
-        return type(self).recurrent_step is GRUCell.recurrent_step
-
     @property
     def one_state_matmul(self) -> bool:
         # Reset-before multiplies r * h by W_hn inside pointwise_step: a second matmul.
         return self.fusable and self.reset_after
-
-    def recurrent_input(self, state):
-        return state
 
     def recurrent_weight(self, params: CellParams):
         """``W_hh`` (reset-after), or its r and z blocks (reset-before: ``W_hn`` multiplies

@@ -40,19 +40,9 @@ class MGUCell(HiddenStateCell):
         bias = None if params.b_ih is None else params.b_ih + params.b_hh
         return affine(x, params.w_ih, bias)
 
-    def recurrent_step(self, params: CellParams, state, projected):
-        return self.pointwise_step(params, state, projected, state @ self.recurrent_weight(params))
-
-    @property
-    def fusable(self) -> bool:
-        return type(self).recurrent_step is MGUCell.recurrent_step
-
     @property
     def one_state_matmul(self) -> bool:
         return False  # (f * h) W_hn is a second matmul inside pointwise_step
-
-    def recurrent_input(self, state):
-        return state
 
     def recurrent_weight(self, params: CellParams):
         return params.w_hh[:, : self.hidden_size]
