@@ -34,6 +34,7 @@ CELLS = {
     "mingru": cells.MinGRUCell(5),
     "minlstm": cells.MinLSTMCell(5),
     "lru": cells.LRUCell(5, state_size=4, r_min=0.5, max_phase=3.0),
+    "lru_gelu": cells.LRUCell(5, state_size=4, r_min=0.5, max_phase=3.0, activation="gelu"),
 }
 
 
@@ -42,6 +43,11 @@ CELLS = {
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def _gelu(y):
+    """jax.nn.gelu's default (tanh) form."""
+    return 0.5 * y * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (y + 0.044715 * y**3)))
 
 
 def _g(z):
@@ -55,7 +61,8 @@ def _np_step(cell, params, h, x):
         lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
         bu = x @ (p["b_re"] + 1j * p["b_im"])
         h = lam * h + np.exp(p["gamma_log"]) * bu
-        return h, (h @ (p["c_re"] + 1j * p["c_im"])).real + x @ p["d"]
+        y = (h @ (p["c_re"] + 1j * p["c_im"])).real + x @ p["d"]
+        return h, _gelu(y) if cell.activation == "gelu" else y
     z = x @ p["w_ih"] + (0.0 if p["b_ih"] is None else p["b_ih"])
     if isinstance(cell, cells.MinGRUCell):
         k, pre = np.split(z, 2, axis=-1)
@@ -257,6 +264,8 @@ def test_bad_input_names_the_problem():
         cells.LRUCell(4, r_min=0.9, r_max=0.5)
     with pytest.raises(ValueError, match="max_phase"):
         cells.LRUCell(4, max_phase=0.0)
+    with pytest.raises(ValueError, match="activation must be one of .*'gelu'.* got 'relu'"):
+        cells.LRUCell(4, activation="relu")
     with pytest.raises(ValueError, match="hidden_size"):
         cells.MinGRUCell(0)
 

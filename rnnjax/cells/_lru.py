@@ -1,11 +1,13 @@
 """The Linear Recurrent Unit (Orvieto et al., 2023, "Resurrecting Recurrent Neural Networks").
 
 A complex diagonal recurrence ``x_t = lambda * x_{t-1} + gamma * (B u_t)`` read out as
-``y_t = Re(C x_t) + u_t D``. ``lambda = exp(-exp(nu_log) + i exp(theta_log))`` stays inside the
-unit disk for any real parameters, and its ring initialisation (``r_min <= |lambda| <= r_max``,
-phase in ``[0, max_phase]``) sets the memory; ``gamma = sqrt(1 - |lambda|^2)`` normalises the
-input so that the state's variance does not grow with ``|lambda| -> 1``. All parameters are real
-arrays (optax sees no complex numbers); the state is complex.
+``y_t = f(Re(C x_t) + u_t D)``, ``f`` the identity or, as after every LRU of the paper's blocks,
+GELU (a stack of LRUs without it is one linear filter).
+``lambda = exp(-exp(nu_log) + i exp(theta_log))`` stays inside the unit disk for any real
+parameters, and its ring initialisation (``r_min <= |lambda| <= r_max``, phase in
+``[0, max_phase]``) sets the memory; ``gamma = sqrt(1 - |lambda|^2)`` normalises the input so that
+the state's variance does not grow with ``|lambda| -> 1``. All parameters are real arrays (optax
+sees no complex numbers); the state is complex.
 """
 
 import dataclasses
@@ -18,6 +20,8 @@ import jax.numpy as jnp
 from rnnjax._shapes import Array, Float
 from rnnjax.cells import _checks
 from rnnjax.cells._linear import LinearCell
+
+_ACTIVATIONS = {"identity": lambda y: y, "gelu": jax.nn.gelu}
 
 
 class LRUParams(NamedTuple):
@@ -52,6 +56,8 @@ class LRUCell(LinearCell):
       state_size: N, complex state units (H when None).
       r_min, r_max: the ring of ``|lambda|`` at initialisation, ``0 <= r_min < r_max < 1``.
       max_phase: the largest ``arg lambda`` at initialisation, in ``(0, 2 pi]``.
+      activation: of the read-out, ``"identity"`` or ``"gelu"``; it does not touch the state, so
+        the recurrence stays linear.
 
     ``project_inputs`` returns ``[*T, 2N + H]`` real: ``Re(gamma B u)``, ``Im(gamma B u)`` and
     ``u D``, so that one matmul projects a whole sequence.
@@ -62,6 +68,7 @@ class LRUCell(LinearCell):
     r_min: float = 0.0
     r_max: float = 1.0 - 1e-3  # the paper's 0.999 written exactly
     max_phase: float = 2 * math.pi
+    activation: str = "identity"
 
     def __post_init__(self):
         _checks.positive_int(self.hidden_size, "hidden_size")
@@ -73,6 +80,7 @@ class LRUCell(LinearCell):
             )
         if not 0.0 < self.max_phase <= 2 * math.pi:
             raise ValueError(f"max_phase must be in (0, 2 pi], got {self.max_phase}")
+        _checks.one_of(self.activation, _ACTIVATIONS, "activation")
 
     @property
     def num_states(self) -> int:
@@ -122,7 +130,8 @@ class LRUCell(LinearCell):
 
     def linear_output(self, params, state, projected):
         n = self.num_states
-        return state.real @ params.c_re - state.imag @ params.c_im + projected[..., 2 * n :]
+        linear = state.real @ params.c_re - state.imag @ params.c_im + projected[..., 2 * n :]
+        return _ACTIVATIONS[self.activation](linear)
 
 
 def _complex(dtype):

@@ -17,10 +17,10 @@ from rnnjax.models._dropout import dropout
 _LAYERS = {"rnn": rnnjax.RNN, "lstm": rnnjax.LSTM, "gru": rnnjax.GRU}
 
 
-def _stack_of(cell_type):
+def _stack_of(cell_type, **cell_options):
     """A ``_LAYERS`` entry for a cell without a layer class of its own (``rnnjax.Stack``)."""
     return lambda hidden_size, num_layers, **options: rnnjax.Stack(
-        cell=cell_type(hidden_size), num_layers=num_layers, **options
+        cell=cell_type(hidden_size, **cell_options), num_layers=num_layers, **options
     )
 
 
@@ -28,7 +28,7 @@ def _stack_of(cell_type):
 _LAYERS.update(
     mingru=_stack_of(rnnjax.cells.MinGRUCell),
     minlstm=_stack_of(rnnjax.cells.MinLSTMCell),
-    lru=_stack_of(rnnjax.cells.LRUCell),
+    lru=_stack_of(rnnjax.cells.LRUCell, activation="gelu"),  # a linear stack is one filter
 )
 
 
