@@ -127,8 +127,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # instead of per-step dropout 0.1. Measured 2026-12-01 (6400 steps, time_budget_s=0, on
         # the loaded 2-core CPU): 1.510 nats/char on the whole validation split, WORSE than the
         # shakespeare preset's 1.470 (training loss with the masks 1.43 at the end; 1.440 on the
-        # first 50k validation chars at step 6000). Other rates and zoneout are untried (the
-        # machine was shared); kept as the example of the regulariser fields.
+        # first 50k validation chars at step 6000). One regulariser at a time (docs/cell_zoo.md,
+        # 2026-12-02) did not beat 1.470 either; kept as the example of the regulariser fields.
         c = get_config("shakespeare")
         c.model.dropout = 0.0
         c.model.input_dropout = 0.1
