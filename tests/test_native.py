@@ -8,17 +8,19 @@ the kernels work in several chunks of steps, 1 to 3 threads (3 splits 5 units un
 threads without units), both BLAS libraries, stacks, and a float64 reference loop.
 """
 
+import functools
 import os
 import shutil
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import rnnjax
 from rnnjax import cells
-from rnnjax.recurrence._unroll import scan_time_major
+from rnnjax.recurrence._unroll import native_batch_major, scan_time_major
 from rnnjax.recurrence.backends import Backend, _native, _native_loading, resolve_layer
 from tests import reference
 
@@ -83,12 +85,17 @@ def _problem(cell, steps, batch, inputs=3, seed=0):
     return params, xs, s0
 
 
-def _both(cell, params, xs, s0, lengths, reverse):
-    """Values and gradients of the native kernels and of the scan, for the same loss."""
+def _both(cell, params, xs, s0, lengths, reverse, batch_major=False):
+    """Values and gradients of the native kernels and of the scan, for the same loss; with
+    ``batch_major`` the kernels read ``[B, T, I]`` and write ``[B, T, H]`` themselves."""
     results = []
     for backend in ("native", "scan"):
 
         def run(p, x, s, backend=backend):
+            if batch_major and backend == "native":
+                x = jnp.swapaxes(x, 0, 1)  # outside the kernels: their layout is batch-major
+                out, state = native_batch_major(cell, p, x, s, lengths, reverse=reverse)
+                return jnp.swapaxes(out, 0, 1), state
             return scan_time_major(cell, p, x, s, lengths, reverse=reverse, backend=backend)
 
         grad = jax.jit(jax.value_and_grad(lambda *a, run=run: _loss(run, *a), argnums=(0, 1, 2)))
@@ -115,20 +122,75 @@ def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch, many_cp
 
 
 @needs_native
+@pytest.mark.parametrize("name", CELLS)
+def test_batch_major_kernels_match_scan(name, monkeypatch, many_cpus):
+    # One thread and 6 steps: the kernels read the weights in place, unpacked (short calls).
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "1")
+    cell = CELLS[name]
+    params, xs, s0 = _problem(cell, steps=6, batch=4)
+    for lengths in (None, jnp.array([6, 0, 2, 5])):
+        for reverse in (False, True):
+            got, want = _both(cell, params, xs, s0, lengths, reverse, batch_major=True)
+            _assert_close(got, want)
+
+
+@needs_native
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("threads", ["1", "3"])
-def test_several_chunks_of_steps(name, threads, blas, monkeypatch, many_cpus):
+@pytest.mark.parametrize("batch_major", [False, True])
+def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, many_cpus):
     # 512 // 160 = 3 steps per chunk: 11 steps are chunks of 3, 3, 3 and 2, in both directions.
     monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
     cell = CELLS[name]
     params, xs, s0 = _problem(cell, steps=11, batch=160)
     lengths = jnp.asarray(np.random.default_rng(0).integers(0, 12, 160))
     for reverse in (False, True):
-        got, want = _both(cell, params, xs, s0, lengths, reverse)
+        got, want = _both(cell, params, xs, s0, lengths, reverse, batch_major)
         # Gradients sum over 1760 rows: compare them relative to their scale.
         _assert_close(got[0], want[0])
         for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+def _backward_dx_shapes(grad_fn, *args):
+    """The shape of the dx result of every native backward call in ``grad_fn``'s jaxpr."""
+    shapes = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            if "rnnjax_backward" in str(eqn.params.get("target_name", "")):
+                shapes.append(eqn.outvars[0].aval.shape)
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(jax.make_jaxpr(grad_fn)(*args).jaxpr)
+    return shapes
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+def test_gradients_of_some_arguments_skip_the_input_gradient(name):
+    # The backward kernel computes dx only where the inputs carry a derivative (custom VJP with
+    # symbolic zeros); the other gradients, and those where an output is unused (a symbolic zero
+    # cotangent), equal the scan's.
+    cell = CELLS[name]
+    params, xs, s0 = _problem(cell, steps=7, batch=3)
+    lengths = jnp.array([7, 3, 0])
+
+    def loss(backend, params, xs, s0, final_only=False):
+        outputs, state = scan_time_major(cell, params, xs, s0, lengths, backend=backend)
+        leaves = jax.tree.leaves(state) if final_only else [outputs]
+        return sum(
+            jnp.sum(jnp.sin(leaf) * (1.0 + jnp.arange(leaf.size).reshape(leaf.shape)))
+            for leaf in leaves
+        )
+
+    for argnums, final_only in [(0, False), (2, False), ((0, 2), True), ((0, 1), False)]:
+        native = jax.grad(functools.partial(loss, "native", final_only=final_only), argnums)
+        scan = jax.grad(functools.partial(loss, "scan", final_only=final_only), argnums)
+        _assert_close(jax.jit(native)(params, xs, s0), scan(params, xs, s0), rtol=5e-5, atol=5e-6)
+        want_dx = (xs.shape,) if argnums == (0, 1) else ((0,),)
+        assert _backward_dx_shapes(native, params, xs, s0) == list(want_dx)
 
 
 @needs_native

@@ -146,7 +146,7 @@ def test_kernels_refuse_inconsistent_buffers():
             call = jax.ffi.ffi_call("rnnjax_forward", [jax.ShapeDtypeStruct(s, jnp.float32)
                                     for s in shapes])
             return call(x, w_ih, bias, w_hh, b_hn, h0, c0, valid, kind=np.int32(0),
-                        reverse=False, keep=False, threads=np.int32(2))
+                        reverse=False, keep=False, batch_major=False, threads=np.int32(2))
         good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(H), f32(B, H),
                 f32(B, H), jnp.ones((T, B), jnp.uint8)]
         jax.block_until_ready(forward(*good))
@@ -178,7 +178,8 @@ def test_kernels_refuse_inconsistent_buffers():
             jax.block_until_ready(call(
                 f32(T, B, I), f32(I, 4 * H), f32(H, 4 * H), f32(T, B, 2 * H), f32(T, B, H),
                 f32(T, B, H), jnp.ones((T, B), jnp.uint8), f32(T, B, H), f32(B, H), f32(B, H),
-                kind=np.int32(0), reverse=False, threads=np.int32(2)))
+                kind=np.int32(0), reverse=False, need_dx=True, batch_major=False,
+                threads=np.int32(2)))
             print("backward accepted")
         except Exception as error:
             print("backward ->", str(error).splitlines()[0])

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, _checks
 from rnnjax.layers import _layer_checks, _regularisers
-from rnnjax.recurrence._unroll import scan_time_major
+from rnnjax.recurrence._unroll import native_batch_major, scan_time_major
 from rnnjax.recurrence.backends import Backend, _cudnn, check_structure, resolve_layer
 
 
@@ -152,9 +152,7 @@ class Recurrent(abc.ABC):
         x = jnp.asarray(x)
         _layer_checks.check_inputs(x, self.batch_first, _input_size(params[0], x))
         _layer_checks.check_param_shapes(self, params, x.shape[-1])
-        if self.batch_first:
-            x = jnp.swapaxes(x, 0, 1)  # time-major inside: the scan slices contiguous [B, F]
-        num_steps, batch_size = x.shape[:2]
+        batch_size, num_steps = x.shape[:2] if self.batch_first else x.shape[1::-1]
         if lengths is not None:
             lengths = _layer_checks.check_lengths(lengths, batch_size, num_steps)
         mask, resets = _layer_checks.check_mask_and_resets(
@@ -177,6 +175,17 @@ class Recurrent(abc.ABC):
         )
         rates = _regularisers.check_layer(self)
         in_loop = rates.in_loop(training=dropout_key is not None)
+        # The native kernels read and write batch-major arrays themselves, so a batch-first layer
+        # skips the transposes in and out; the variational dropout masks are time-major.
+        batch_major = (
+            self.batch_first
+            and backend is Backend.NATIVE
+            and resets is None
+            and not in_loop
+            and rates.input_dropout == rates.output_dropout == 0
+        )
+        if self.batch_first and not batch_major:
+            x = jnp.swapaxes(x, 0, 1)  # time-major inside: the scan slices contiguous [B, F]
         hoist = self.hoist_inputs
         if hoist is None:
             hoist = jax.default_backend() == "gpu"
@@ -199,6 +208,21 @@ class Recurrent(abc.ABC):
                 outputs = []
                 for direction in range(self.num_directions):
                     state0 = jax.tree.map(lambda s, i=first + direction: s[i], initial_state)
+                    if batch_major:
+                        out, state = native_batch_major(
+                            self.cell,
+                            _regularisers.drop_weights(
+                                keys[direction], rates, params[first + direction]
+                            ),
+                            x,
+                            state0,
+                            lengths,
+                            mask=mask,
+                            reverse=direction == 1,
+                        )
+                        outputs.append(out)
+                        final_states.append(state)
+                        continue
                     run = scan_time_major
                     if in_loop:
                         run = functools.partial(
@@ -225,10 +249,10 @@ class Recurrent(abc.ABC):
                 x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
                 x = _regularisers.drop_outputs(keys[0], rates, x)
             if dropout_key is not None and self.dropout > 0 and layer < self.num_layers - 1:
-                x = _dropout(jax.random.fold_in(dropout_key, layer), self.dropout, x)
+                x = _dropout(jax.random.fold_in(dropout_key, layer), self.dropout, x, batch_major)
 
         state = jax.tree.map(lambda *s: jnp.stack(s), *final_states)
-        if self.batch_first:
+        if self.batch_first and not batch_major:
             x = jnp.swapaxes(x, 0, 1)
         return x, state
 
@@ -240,9 +264,14 @@ def _input_size(first_params, x) -> int:
     return x.shape[-1] if w_ih is None else jnp.shape(w_ih)[0]
 
 
-def _dropout(key, rate: float, x):
-    """Dropout on time-major ``x: [T, B, F]``, with the mask drawn batch-major as before."""
-    keep = jnp.swapaxes(jax.random.bernoulli(key, 1.0 - rate, jnp.swapaxes(x, 0, 1).shape), 0, 1)
+def _dropout(key, rate: float, x, batch_major: bool = False):
+    """Dropout on ``x: [T, B, F]`` (or ``[B, T, F]``), the mask always drawn batch-major: the same
+    mask in either layout."""
+    if batch_major:
+        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    else:
+        shape = jnp.swapaxes(x, 0, 1).shape
+        keep = jnp.swapaxes(jax.random.bernoulli(key, 1.0 - rate, shape), 0, 1)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 

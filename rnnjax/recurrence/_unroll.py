@@ -245,6 +245,29 @@ def scan_time_major(
     return outputs, final_state
 
 
+def native_batch_major(
+    cell: Cell,
+    params,
+    xs: Float[Array, "B T I"],
+    initial_state,
+    lengths: Int[Array, " B"] | None = None,
+    *,
+    mask: Bool[Array, "T B"] | None = None,
+    reverse: bool = False,
+):
+    """``scan_time_major`` with ``backend=NATIVE`` on batch-major ``xs: [B, T, I]``: the kernels
+    read and write that layout, so a batch-first layer needs no transposes. Returns
+    ``(outputs [B, T, O], final_state)``."""
+    valid = mask
+    if lengths is not None:
+        valid = _valid_steps(xs.shape[1], lengths)
+    if valid is not None:  # _zero_padding, batch-major
+        xs = jnp.where(valid.T[..., None], xs, jnp.zeros((), xs.dtype))
+    return native_recurrence(
+        cell, params, xs, initial_state, valid, reverse=reverse, batch_major=True
+    )
+
+
 def _zero_padding(xs, valid):
     """``xs: [T, B, F]`` (or ``[T, F]``) with zeros where ``valid: [T, B]`` (or ``[T]``) is False.
 

@@ -64,12 +64,14 @@ inline void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
 
 // The right operand op(w) [k, n] of many products a[m, k] @ op(w) with the same m: the
 // recurrent weight, multiplied once per step. With MKL it is packed once into the kernel's
-// internal layout, which the per-step products then skip (1.3-1.5x faster at m = 64).
+// internal layout, which the per-step products then skip (1.3-1.5x faster at m = 64); not for a
+// few products (pack = false), where packing would cost more than it saves.
 class RightOperand {
  public:
-  RightOperand(int64_t m, int64_t n, int64_t k, const float* w, int64_t ldw, bool trans)
+  RightOperand(int64_t m, int64_t n, int64_t k, const float* w, int64_t ldw, bool trans,
+               bool pack = true)
       : m_(m), n_(n), k_(k), w_(w), ldw_(ldw), trans_(trans) {
-    if (g_blas.pack == nullptr || m == 0 || n == 0 || k == 0) return;
+    if (!pack || g_blas.pack == nullptr || m == 0 || n == 0 || k == 0) return;
     packed_.resize(g_blas.pack_get_size(kBMatrix, m, n, k) / sizeof(float) + 1);
     g_blas.pack(kRowMajor, kBMatrix, trans ? kTrans : kNoTrans, m, n, k, 1.f, w, ldw,
                 packed_.data());

@@ -14,7 +14,10 @@
 // Chunks keep the scratch small and warm: no [T, B, G*H] temporary beyond the activations that
 // training keeps anyway.
 //
-// Layout: time-major, row-major. x [T, B, I]; w_ih [I, GH] and w_hh [H, GH] (JAX's x @ W layout);
+// Layout: row-major. x [T, B, I], or [B, T, I] with batch_major (so are out, d_out and dx: a
+// batch-first layer needs no transposes around the calls; the kernels gather a chunk's rows of x
+// into time-major order for its matmuls); the kept activations and states are time-major;
+// w_ih [I, GH] and w_hh [H, GH] (JAX's x @ W layout);
 // bias [GH] added to the projection (the cell's folded biases); b_hn [H] (GRU only: inside
 // r * (h W_hn + b_hn)); valid [T, B] uint8 (a padded step keeps the state and outputs zeros).
 // Gates in PyTorch's order. Steps run t = 0..T-1, or T-1..0 with reverse.
@@ -29,6 +32,7 @@
 #include <vector>
 
 #include "blas.h"
+#include "fresh_pages.h"
 #include "gate_math.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
@@ -41,8 +45,11 @@ namespace {
 enum Kind : int32_t { kLstm = 0, kGru = 1, kTanh = 2, kRelu = 3 };
 
 int64_t Gates(int32_t kind) { return kind == kLstm ? 4 : (kind == kGru ? 3 : 1); }
-// Activations kept per hidden unit for the backward pass.
+// Activations the backward pass reads per hidden unit. An Elman layer's one activation is its
+// output, so its forward pass keeps none of its own (KeptActsPerUnit) and the backward pass
+// reads the outputs in their place.
 int64_t ActsPerUnit(int32_t kind) { return kind == kLstm || kind == kGru ? 4 : 1; }
+int64_t KeptActsPerUnit(int32_t kind) { return kind == kLstm || kind == kGru ? 4 : 0; }
 
 // One call at a time: each uses every core, and two teams spinning on the same cores would
 // stall each other (XLA may run a bidirectional layer's two directions concurrently).
@@ -50,8 +57,18 @@ std::mutex g_call_mutex;
 
 struct Shape {
   int64_t T, B, I, H, G, A;
+  bool batch_major;
   int64_t GH() const { return G * H; }
+  // The row of step t of example b in x, out, d_out and dx.
+  int64_t IoRow(int64_t t, int64_t b) const { return batch_major ? b * T + t : t * B + b; }
 };
+
+// Rows `mine` (of m * B, time-major: step t_lo + r / B, example r % B) of x, copied from a
+// batch-major x into `chunk` at the same positions.
+void GatherRows(const float* x, const Shape& s, int64_t t_lo, Range mine, float* chunk) {
+  for (int64_t r = mine.begin; r < mine.end; ++r)
+    std::copy_n(x + s.IoRow(t_lo + r / s.B, r % s.B) * s.I, s.I, chunk + r * s.I);
+}
 
 // Steps per chunk: enough rows (chunk * B) for the chunk's matmuls to run near full rate.
 int64_t ChunkSteps(const Shape& s) { return std::max<int64_t>(1, std::min(s.T, 512 / s.B)); }
@@ -61,15 +78,21 @@ int64_t TimeAt(int64_t step, const Shape& s, bool reverse) {
   return reverse ? s.T - 1 - step : step;
 }
 
-// Columns U of each gate of w [rows, G*H], side by side: [rows, G*|U|].
-std::vector<float> GateColumns(const float* w, int64_t rows, const Shape& s, Range u) {
-  std::vector<float> out(rows * s.G * u.size());
+// Columns U of each gate of w [rows, G*H], side by side: [rows, G*|U|], copied into `copy`;
+// w itself where U is every unit (one thread: a short call, streaming, copies nothing).
+const float* GateColumns(const float* w, int64_t rows, const Shape& s, Range u,
+                         std::vector<float>* copy) {
+  if (u.size() == s.H) return w;
+  copy->resize(rows * s.G * u.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < s.G; ++g)
       std::copy_n(w + r * s.GH() + g * s.H + u.begin, u.size(),
-                  out.data() + (r * s.G + g) * u.size());
-  return out;
+                  copy->data() + (r * s.G + g) * u.size());
+  return copy->data();
 }
+
+// Whether packing W_hh for MKL pays: it costs about one product, and saves a quarter of each.
+bool PackPays(const Shape& s) { return s.T >= 8; }
 
 // Every buffer is checked before it is read or written: a call with inconsistent shapes (for
 // example parameters of another hidden size) returns an error instead of reading or writing
@@ -98,16 +121,17 @@ ffi::Error WrongDims(const char* name, ffi::Span<const int64_t> dims, const std:
 
 ffi::Error ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t kind,
-                   int32_t threads, Shape* s) {
+                   bool batch_major, int32_t threads, Shape* s) {
   if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
   if (kind < kLstm || kind > kRelu) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
   if (threads < 1 || threads > 1024)  // Python caps it at the CPUs allowed
     return ffi::Error::InvalidArgument("rnnjax: threads must be in [1, 1024]");
   auto xd = x.dimensions(), id = w_ih.dimensions(), hd = w_hh.dimensions();
   auto vd = valid.dimensions();
-  if (xd.size() != 3) return WrongDims("x", xd, "[T, B, I]");
+  if (xd.size() != 3) return WrongDims("x", xd, batch_major ? "[B, T, I]" : "[T, B, I]");
   if (hd.size() != 2) return WrongDims("w_hh", hd, "[H, G*H]");
-  *s = Shape{xd[0], xd[1], xd[2], hd[0], Gates(kind), ActsPerUnit(kind)};
+  const int64_t steps = batch_major ? xd[1] : xd[0], batch = batch_major ? xd[0] : xd[1];
+  *s = Shape{steps, batch, xd[2], hd[0], Gates(kind), ActsPerUnit(kind), batch_major};
   auto pair = [](int64_t a, int64_t b) {
     return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
   };
@@ -145,23 +169,30 @@ struct ForwardArgs {
 
 // Rank's part of the forward pass: units U of every gate, all rows, all steps.
 void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
-                 std::vector<float>* c_buffers, int rank, int threads) {
+                 std::vector<float>* c_buffers, float* x_chunk, int rank, int threads) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, G = s.G, A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads);
   const int64_t n = u.size(), width = G * n;  // this rank's columns of P and hw
   const bool lstm = a.kind == kLstm;
-  const std::vector<float> w_ih_u = GateColumns(a.w_ih, s.I, s, u);
-  const std::vector<float> w_hh_u = GateColumns(a.w_hh, H, s, u);
-  const RightOperand w_step(B, width, H, w_hh_u.data(), width, false);
-  std::vector<float> proj(C * B * width), hw(B * width), scratch_acts(a.keep ? 0 : A * H);
+  std::vector<float> w_ih_copy, w_hh_copy;
+  const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
+  const float* w_hh_u = GateColumns(a.w_hh, H, s, u, &w_hh_copy);
+  const RightOperand w_step(B, width, H, w_hh_u, width, false, PackPays(s));
+  const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
+  std::vector<float> proj(C * B * width), hw(B * width), scratch_acts(acts_kept ? 0 : A * H);
   float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
   float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
   for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
     const int64_t m = std::min(C, s.T - k);
     const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
-    Gemm(false, false, m * B, width, s.I, a.x + t_lo * B * s.I, s.I, w_ih_u.data(), width, 0.f,
-         proj.data(), width);
+    const float* x = a.x + t_lo * B * s.I;
+    if (s.batch_major) {  // every rank gathers its share of the chunk's rows, then reads all
+      GatherRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
+      barrier.Wait();
+      x = x_chunk;
+    }
+    Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
     for (int64_t step = k; step < k + m; ++step) {
       const int64_t t = TimeAt(step, s, a.reverse);
       w_step.Multiply(h, H, 0.f, hw.data(), width);
@@ -171,7 +202,7 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
           std::copy_n(h + at, n, a.prev_h + row * H + u.begin);
           if (lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
         }
-        float* out = a.out + row * H + u.begin;
+        float* out = a.out + s.IoRow(t, b) * H + u.begin;
         if (!a.valid[row]) {
           std::copy_n(h + at, n, h_new + at);
           if (lstm) std::copy_n(c + at, n, c_new + at);
@@ -181,13 +212,13 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
         const float* p = proj.data() + ((t - t_lo) * B + b) * width;
         const float* hwb = hw.data() + b * width;
         const float* bias = a.bias + u.begin;
-        float* acts = (a.keep ? a.acts + row * A * H : scratch_acts.data()) + u.begin;
+        float* acts = (acts_kept ? a.acts + row * A * H : scratch_acts.data()) + u.begin;
         if (lstm) {
           LstmRow(n, p, n, bias, H, hwb, n, c + at, h_new + at, c_new + at, out, acts, H);
         } else if (a.kind == kGru) {
           GruRow(n, p, n, bias, H, hwb, n, a.b_hn + u.begin, h + at, h_new + at, out, acts, H);
         } else {
-          ElmanRow(n, p, bias, hwb, a.kind == kRelu, h_new + at, out, acts);
+          ElmanRow(n, p, bias, hwb, a.kind == kRelu, h_new + at, out);
         }
       }
       std::swap(h, h_new);
@@ -210,10 +241,11 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
                    ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_h,
                    ffi::ResultBuffer<ffi::F32> prev_c, int32_t kind, bool reverse, bool keep,
-                   int32_t threads) {
+                   bool batch_major, int32_t threads) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, threads, &s); e.failure()) return e;
+    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, batch_major, threads, &s); e.failure())
+      return e;
     const bool lstm = kind == kLstm;
     const int64_t kept = keep ? s.T : 0, state = s.B * s.H;
     RNNJAX_EXPECT("bias", bias.element_count(), s.GH());
@@ -223,7 +255,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     RNNJAX_EXPECT("out", out->element_count(), s.T * state);
     RNNJAX_EXPECT("h_last", h_last->element_count(), state);
     RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? state : 0);
-    RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * s.A * s.H);
+    RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * KeptActsPerUnit(kind) * s.H);
     RNNJAX_EXPECT("prev_h", prev_h->element_count(), kept * state);
     RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * state : 0);
     if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
@@ -249,15 +281,18 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                   acts->typed_data(),
                   prev_h->typed_data(),
                   lstm ? prev_c->typed_data() : nullptr};
+    for (auto* result : {&out, &acts, &prev_h, &prev_c})
+      AdviseHugePages((*result)->typed_data(), (*result)->element_count() * sizeof(float));
     std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
                                        std::vector<float>(state)};
     std::vector<float> c_buffers[2] = {
         lstm ? std::vector<float>(a.c0, a.c0 + state) : std::vector<float>(),
         std::vector<float>(lstm ? state : 0)};
+    std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
-      ForwardPart(a, barrier, h_buffers, c_buffers, rank, size);
+      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rank, size);
     });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
     return ffi::Error::Success();
@@ -278,6 +313,7 @@ struct BackwardArgs {
 struct BackwardShared {
   std::vector<float> dh[2], dc[2];
   std::vector<float> d_hw, d_proj;  // the chunk's cotangents [C * B, GH]; d_proj: GRU only
+  std::vector<float> x_chunk, dx_chunk;  // batch_major: the chunk's x and dx rows, time-major
 };
 
 // Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
@@ -290,7 +326,7 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
   const int64_t n = u.size();
   const bool lstm = a.kind == kLstm, gru = a.kind == kGru;
   // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed.
-  const RightOperand w_back(B, n, GH, a.w_hh + u.begin * GH, GH, true);
+  const RightOperand w_back(B, n, GH, a.w_hh + u.begin * GH, GH, true, PackPays(s));
   float *dh = shared.dh[0].data(), *dh_new = shared.dh[1].data();
   float *dc = shared.dc[0].data(), *dc_new = shared.dc[1].data();
   float* d_hw = shared.d_hw.data();
@@ -316,8 +352,10 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
           if (lstm) std::copy_n(dc + at, n, dc_new + at);
           continue;
         }
-        const float* acts = a.acts + row * A * H + u.begin;
-        const float* d_out = a.d_out + row * H + u.begin;
+        const int64_t io_row = s.IoRow(t, b);
+        // An Elman layer's activations are its outputs, laid out as they are.
+        const float* acts = a.acts + (lstm || gru ? row : io_row) * A * H + u.begin;
+        const float* d_out = a.d_out + io_row * H + u.begin;
         if (lstm) {
           LstmRowGrad(n, acts, H, a.prev_c + row * H + u.begin, dh + at, d_out, dc + at,
                       dc_new + at, dhw_b, H);
@@ -338,12 +376,23 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
     // The chunk's weight and input gradients: columns (dW, db) or rows (dX) split over ranks.
     const int64_t rows = m * B;
     const Range mine = Share(rows, rank, threads, 1);
+    const float* x = a.x + t_lo * B * I;
+    if (s.batch_major) {  // every rank gathers its share of the chunk's rows, then reads all
+      GatherRows(a.x, s, t_lo, mine, shared.x_chunk.data());
+      barrier.Wait();
+      x = shared.x_chunk.data();
+    }
     Gemm(true, false, H, cols.size(), rows, a.prev_h + t_lo * B * H, H, d_hw + cols.begin, GH,
          1.f, a.dw_hh + cols.begin, GH);
-    Gemm(true, false, I, cols.size(), rows, a.x + t_lo * B * I, I, d_proj + cols.begin, GH, 1.f,
+    Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, GH, 1.f,
          a.dw_ih + cols.begin, GH);
-    Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * GH, GH, a.w_ih, GH, 0.f,
-         a.dx + (t_lo * B + mine.begin) * I, I);
+    if (a.dx != nullptr) {
+      float* dx = s.batch_major ? shared.dx_chunk.data() : a.dx + t_lo * B * I;
+      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * GH, GH, a.w_ih, GH, 0.f,
+           dx + mine.begin * I, I);
+      for (int64_t r = mine.begin; s.batch_major && r < mine.end; ++r)
+        std::copy_n(dx + r * I, I, a.dx + s.IoRow(t_lo + r / B, r % B) * I);
+    }
     AddRows(rows, cols.size(), d_proj + cols.begin, GH, a.db_proj + cols.begin);
     const Range hw_cols = gru ? cols : no_cols;
     AddRows(rows, hw_cols.size(), d_hw + hw_cols.begin, GH, a.db_hw + hw_cols.begin);
@@ -355,9 +404,10 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
   }
 }
 
-// Backward: dx [T, B, I], dw_ih [I, GH], dw_hh [H, GH], db_proj [GH] (the projection bias's
-// cotangent), db_hw [GH] (GRU: that of h W_hh + b_hn, whose last H entries are b_hn's; zeros
-// otherwise), dh0, dc0.
+// Backward: dx [T, B, I] (zero-size unless need_dx: a first layer's inputs need none),
+// dw_ih [I, GH], dw_hh [H, GH], db_proj [GH] (the projection bias's cotangent), db_hw [GH] (GRU:
+// that of h W_hh + b_hn, whose last H entries are b_hn's; zeros otherwise), dh0, dc0. An Elman
+// layer passes its outputs as acts.
 ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                     ffi::Buffer<ffi::F32> w_hh,
                     ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> prev_h,
@@ -367,10 +417,12 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                     ffi::ResultBuffer<ffi::F32> dw_ih, ffi::ResultBuffer<ffi::F32> dw_hh,
                     ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
                     ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
-                    int32_t kind, bool reverse, int32_t threads) {
+                    int32_t kind, bool reverse, bool need_dx, bool batch_major,
+                    int32_t threads) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, threads, &s); e.failure()) return e;
+    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, batch_major, threads, &s); e.failure())
+      return e;
     const bool lstm = kind == kLstm, gru = kind == kGru;
     const int64_t state = s.B * s.H, steps = s.T * state;
     RNNJAX_EXPECT("acts", acts.element_count(), steps * s.A);
@@ -379,7 +431,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     RNNJAX_EXPECT("d_out", d_out.element_count(), steps);
     RNNJAX_EXPECT("dh_last", dh_last.element_count(), state);
     RNNJAX_EXPECT("dc_last", dc_last.element_count(), lstm ? state : 0);
-    RNNJAX_EXPECT("dx", dx->element_count(), s.T * s.B * s.I);
+    RNNJAX_EXPECT("dx", dx->element_count(), need_dx ? s.T * s.B * s.I : 0);
     RNNJAX_EXPECT("dw_ih", dw_ih->element_count(), s.I * s.GH());
     RNNJAX_EXPECT("dw_hh", dw_hh->element_count(), s.H * s.GH());
     RNNJAX_EXPECT("db_proj", db_proj->element_count(), s.GH());
@@ -399,13 +451,14 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    dh_last.typed_data(),
                    lstm ? dc_last.typed_data() : nullptr,
                    valid.typed_data(),
-                   dx->typed_data(),
+                   need_dx ? dx->typed_data() : nullptr,
                    dw_ih->typed_data(),
                    dw_hh->typed_data(),
                    db_proj->typed_data(),
                    db_hw->typed_data(),
                    dh0->typed_data(),
                    lstm ? dc0->typed_data() : nullptr};
+    AdviseHugePages(dx->typed_data(), dx->element_count() * sizeof(float));
     std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
     std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
     std::fill_n(a.db_proj, s.GH(), 0.f);
@@ -425,6 +478,10 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     }
     shared.d_hw.resize(chunk);
     if (gru) shared.d_proj.resize(chunk);
+    if (s.batch_major) {
+      shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
+      if (need_dx) shared.dx_chunk.resize(ChunkSteps(s) * s.B * s.I);
+    }
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
@@ -460,6 +517,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Attr<int32_t>("kind")
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("keep")
+                                  .Attr<bool>("batch_major")
                                   .Attr<int32_t>("threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
@@ -483,6 +541,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Ret<rnnjax::F32>()  // dc0
                                   .Attr<int32_t>("kind")
                                   .Attr<bool>("reverse")
+                                  .Attr<bool>("need_dx")
+                                  .Attr<bool>("batch_major")
                                   .Attr<int32_t>("threads"));
 
 // ---- Python module: the handlers as capsules, and the BLAS addresses ---------------------------

@@ -140,24 +140,22 @@ RNNJAX_ROW static void GruRowGrad(int64_t n, const float* R acts, int64_t sa,
   }
 }
 
-// Elman step; acts out: the new state (tanh or relu of the pre-activation).
+// Elman step: the new state (tanh or relu of the pre-activation), also the output and the one
+// activation the backward pass reads (from the output).
 RNNJAX_ROW static void ElmanRow(int64_t n, const float* R p, const float* R bias,
-                                const float* R hw, bool relu, float* R h_new, float* R out,
-                                float* R acts) {
+                                const float* R hw, bool relu, float* R h_new, float* R out) {
   if (relu) {
     for (int64_t j = 0; j < n; ++j) {
       float a = p[j] + bias[j] + hw[j];
       a = a < 0.f ? 0.f : a;  // jax.nn.relu: NaN stays NaN
       h_new[j] = a;
       out[j] = a;
-      acts[j] = a;
     }
   } else {
     for (int64_t j = 0; j < n; ++j) {
       float a = Tanh(p[j] + bias[j] + hw[j]);
       h_new[j] = a;
       out[j] = a;
-      acts[j] = a;
     }
   }
 }
