@@ -155,14 +155,14 @@ def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
     layer = kind(shape.hidden, **options)
     params = layer.init(jax.random.key(0), shape.inputs)
     if mode == "stream":
-        if options:
-            raise NotImplementedError("stream times the cell's step; backends are for layers")
-        step = jax.jit(layer.cell.step)
-        carry = [layer.cell.initial_state()]
-        x = jnp.asarray(_data(shape)[0][0, 0])  # [I]: one step of one example
+        # One step of one example through the layer with its state carried, as torch's
+        # model(x[:1, :1], state): on the backend the options choose (native on CPU by default).
+        step = jax.jit(lambda p, x, state: layer(p, x, initial_state=state))
+        carry = [layer.initial_state(1)]
+        x = jnp.asarray(_data(shape)[0][:1, :1])  # [1, 1, I]
 
         def run():
-            carry[0], out = step(params[0], carry[0], x)
+            out, carry[0] = step(params, x, carry[0])
             jax.block_until_ready(out)
 
         return run

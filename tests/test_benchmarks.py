@@ -4,8 +4,10 @@ import json
 import os
 
 import numpy as np
+import pytest
 
-from benchmarks import memory, mixed_precision, rnn_vs_transformer, speed
+from benchmarks import blas_bf16, memory, mixed_precision, rnn_vs_transformer, speed
+from rnnjax.recurrence.backends import _native_loading
 
 
 def test_speed_runs_every_library_and_writes_json(tmp_path):
@@ -75,3 +77,27 @@ def test_mixed_precision_prints_the_ratio(capsys):
     for line, cell in zip(lines[3:], ["lstm", "gru"], strict=True):
         name, f32, bf16, ratio = (v.strip() for v in line.strip("|").split("|"))
         assert name == cell and float(f32) >= 0 and float(bf16) >= 0 and float(ratio) > 0
+
+
+@pytest.mark.skipif(
+    _native_loading.blas_addresses("mkl") is None, reason="needs the mkl wheel (rnnjax[mkl])"
+)
+def test_blas_bf16_times_both_types(capsys):
+    blas_bf16.main(["--shapes", "4x8x16,2x3x5", "--seconds", "0.01"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| M x K x N | float32 us |")
+    rows = [[v.strip() for v in line.strip("|").split("|")] for line in lines[2:]]
+    assert [row[0] for row in rows] == ["4x8x16", "2x3x5"]
+    for _, f32_us, f32_rate, bf16_us, bf16_rate, speed_up in rows:
+        assert float(f32_us) > 0 and float(bf16_us) > 0 and float(speed_up) > 0
+        assert float(f32_rate) >= 0 and float(bf16_rate) >= 0  # tiny shapes: 0 GFLOP/s
+
+
+def test_bf16_rounding_is_to_nearest_even():
+    # Against float64 arithmetic: the nearest multiple of bfloat16's spacing (8 significant
+    # bits), ties to even (np.round).
+    values = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-9, -2.5, 3.0e38, 0.1], np.float32)
+    got = (blas_bf16._bf16(values).astype(np.uint32) << 16).view(np.float32)
+    exact = values.astype(np.float64)
+    spacing = 2.0 ** (np.floor(np.log2(np.abs(exact))) - 7)
+    np.testing.assert_array_equal(got, np.round(exact / spacing) * spacing)

@@ -238,7 +238,6 @@ def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, v
         (batch, hidden),
         (batch, hidden) if lstm else (0,),
         (kept, batch, acts * hidden),
-        (kept, batch, hidden),
         (kept if lstm else 0, batch, hidden),
     )
     kernel = jax.ffi.ffi_call("rnnjax_forward", results, vmap_method="sequential")
@@ -273,7 +272,9 @@ def _recurrence_fwd(cell, reverse, batch_major, params, xs, state0, valid):
     )
     if isinstance(cell, ElmanCell):
         residuals[0] = out
-    return (out, final), (params, xs, valid, residuals, need_dx)
+    # The backward kernel rebuilds the states entering each step from the outputs and h0.
+    h0 = state0.hidden if isinstance(cell, LSTMCell) else state0
+    return (out, final), (params, xs, valid, (*residuals, out, h0), need_dx)
 
 
 def _is_primal(leaf) -> bool:
@@ -288,7 +289,7 @@ def _materialize(cotangent):
 
 
 def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
-    params, xs, valid, (acts, prev_h, prev_c), need_dx = residuals
+    params, xs, valid, (acts, prev_c, out, h0), need_dx = residuals
     d_out, d_final = jax.tree.map(
         _materialize,
         cotangents,
@@ -311,7 +312,7 @@ def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
-        xs, w_ih, w_hh, acts, prev_h, prev_c, valid, d_out, dh, dc
+        xs, w_ih, w_hh, acts, out, h0, prev_c, valid, d_out, dh, dc
     )
     d_b_hn = db_hw[2 * hidden :] if isinstance(cell, GRUCell) else jnp.zeros((hidden,), jnp.float32)
     (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, d_b_hn))

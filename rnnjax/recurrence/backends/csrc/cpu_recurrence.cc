@@ -32,7 +32,6 @@
 #include <vector>
 
 #include "blas.h"
-#include "fresh_pages.h"
 #include "gate_math.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
@@ -164,7 +163,7 @@ struct ForwardArgs {
   bool reverse, keep;
   const float *x, *w_ih, *bias, *w_hh, *b_hn, *h0, *c0;
   const uint8_t* valid;
-  float *out, *h_last, *c_last, *acts, *prev_h, *prev_c;
+  float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
 // Rank's part of the forward pass: units U of every gate, all rows, all steps.
@@ -198,10 +197,7 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
       w_step.Multiply(h, H, 0.f, hw.data(), width);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
-        if (a.keep) {
-          std::copy_n(h + at, n, a.prev_h + row * H + u.begin);
-          if (lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
-        }
+        if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
         float* out = a.out + s.IoRow(t, b) * H + u.begin;
         if (!a.valid[row]) {
           std::copy_n(h + at, n, h_new + at);
@@ -232,15 +228,15 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
   }
 }
 
-// Forward. keep (training) fills acts [T, B, A*H], prev_h and (LSTM) prev_c [T, B, H], the
+// Forward. keep (training) fills acts [T, B, A*H] and (LSTM) prev_c [T, B, H], the cell state
 // states entering each step; otherwise those outputs have zero size.
 ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
                    ffi::Buffer<ffi::F32> b_hn, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
                    ffi::Buffer<ffi::U8> valid, ffi::ResultBuffer<ffi::F32> out,
                    ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
-                   ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_h,
-                   ffi::ResultBuffer<ffi::F32> prev_c, int32_t kind, bool reverse, bool keep,
+                   ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
+                   int32_t kind, bool reverse, bool keep,
                    bool batch_major, int32_t threads) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
@@ -256,7 +252,6 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     RNNJAX_EXPECT("h_last", h_last->element_count(), state);
     RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? state : 0);
     RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * KeptActsPerUnit(kind) * s.H);
-    RNNJAX_EXPECT("prev_h", prev_h->element_count(), kept * state);
     RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * state : 0);
     if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
       std::copy_n(h0.typed_data(), state, h_last->typed_data());
@@ -279,10 +274,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                   h_last->typed_data(),
                   lstm ? c_last->typed_data() : nullptr,
                   acts->typed_data(),
-                  prev_h->typed_data(),
                   lstm ? prev_c->typed_data() : nullptr};
-    for (auto* result : {&out, &acts, &prev_h, &prev_c})
-      AdviseHugePages((*result)->typed_data(), (*result)->element_count() * sizeof(float));
     std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
                                        std::vector<float>(state)};
     std::vector<float> c_buffers[2] = {
@@ -305,15 +297,38 @@ struct BackwardArgs {
   Shape s;
   int32_t kind;
   bool reverse;
-  const float *x, *w_ih, *w_hh, *acts, *prev_h, *prev_c, *d_out, *dh_last, *dc_last;
+  const float *x, *w_ih, *w_hh, *acts, *out, *h0, *prev_c, *d_out, *dh_last, *dc_last;
   const uint8_t* valid;
   float *dx, *dw_ih, *dw_hh, *db_proj, *db_hw, *dh0, *dc0;
+  // The state entering step t of example b is the output of its last valid step before t (a
+  // padded step carries the state): entered[t * B + b] is that step's time, or -1 for h0. So
+  // the forward pass keeps no [T, B, H] copy of the states.
+  std::vector<int64_t> entered;
+
+  const float* StateEntering(int64_t t, int64_t b) const {
+    const int64_t before = entered[t * s.B + b];
+    return before < 0 ? h0 + b * s.H : out + s.IoRow(before, b) * s.H;
+  }
 };
+
+std::vector<int64_t> EnteringSteps(const Shape& s, const uint8_t* valid, bool reverse) {
+  std::vector<int64_t> entered(s.T * s.B);
+  for (int64_t b = 0; b < s.B; ++b) {
+    int64_t last = -1;
+    for (int64_t step = 0; step < s.T; ++step) {
+      const int64_t t = TimeAt(step, s, reverse);
+      entered[t * s.B + b] = last;
+      if (valid[t * s.B + b]) last = t;
+    }
+  }
+  return entered;
+}
 
 struct BackwardShared {
   std::vector<float> dh[2], dc[2];
   std::vector<float> d_hw, d_proj;  // the chunk's cotangents [C * B, GH]; d_proj: GRU only
   std::vector<float> x_chunk, dx_chunk;  // batch_major: the chunk's x and dx rows, time-major
+  std::vector<float> h_chunk;            // the states entering the chunk's steps [C * B, H]
 };
 
 // Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
@@ -361,7 +376,7 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
                       dc_new + at, dhw_b, H);
           std::fill_n(dh_new + at, n, 0.f);
         } else if (gru) {
-          GruRowGrad(n, acts, H, a.prev_h + row * H + u.begin, dh + at, d_out, dhw_b,
+          GruRowGrad(n, acts, H, a.StateEntering(t, b) + u.begin, dh + at, d_out, dhw_b,
                      dp_t + b * GH + u.begin, H, dh_new + at);
         } else {
           ElmanRowGrad(n, acts, dh + at, d_out, a.kind == kRelu, dhw_b);
@@ -376,13 +391,24 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
     // The chunk's weight and input gradients: columns (dW, db) or rows (dX) split over ranks.
     const int64_t rows = m * B;
     const Range mine = Share(rows, rank, threads, 1);
+    // Every rank gathers its share of the chunk's rows (entering states; batch-major inputs),
+    // then reads all of them. A padded row's dZ is zero: its state row is zeros, not garbage.
+    for (int64_t r = mine.begin; r < mine.end; ++r) {
+      const int64_t t = t_lo + r / B, b = r % B;
+      float* row = shared.h_chunk.data() + r * H;
+      if (a.valid[t * B + b]) {
+        std::copy_n(a.StateEntering(t, b), H, row);
+      } else {
+        std::fill_n(row, H, 0.f);
+      }
+    }
     const float* x = a.x + t_lo * B * I;
-    if (s.batch_major) {  // every rank gathers its share of the chunk's rows, then reads all
+    if (s.batch_major) {
       GatherRows(a.x, s, t_lo, mine, shared.x_chunk.data());
-      barrier.Wait();
       x = shared.x_chunk.data();
     }
-    Gemm(true, false, H, cols.size(), rows, a.prev_h + t_lo * B * H, H, d_hw + cols.begin, GH,
+    barrier.Wait();
+    Gemm(true, false, H, cols.size(), rows, shared.h_chunk.data(), H, d_hw + cols.begin, GH,
          1.f, a.dw_hh + cols.begin, GH);
     Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, GH, 1.f,
          a.dw_ih + cols.begin, GH);
@@ -410,8 +436,9 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
 // layer passes its outputs as acts.
 ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                     ffi::Buffer<ffi::F32> w_hh,
-                    ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> prev_h,
-                    ffi::Buffer<ffi::F32> prev_c, ffi::Buffer<ffi::U8> valid,
+                    ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> out,
+                    ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> prev_c,
+                    ffi::Buffer<ffi::U8> valid,
                     ffi::Buffer<ffi::F32> d_out, ffi::Buffer<ffi::F32> dh_last,
                     ffi::Buffer<ffi::F32> dc_last, ffi::ResultBuffer<ffi::F32> dx,
                     ffi::ResultBuffer<ffi::F32> dw_ih, ffi::ResultBuffer<ffi::F32> dw_hh,
@@ -426,7 +453,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     const bool lstm = kind == kLstm, gru = kind == kGru;
     const int64_t state = s.B * s.H, steps = s.T * state;
     RNNJAX_EXPECT("acts", acts.element_count(), steps * s.A);
-    RNNJAX_EXPECT("prev_h", prev_h.element_count(), steps);
+    RNNJAX_EXPECT("out", out.element_count(), steps);
+    RNNJAX_EXPECT("h0", h0.element_count(), state);
     RNNJAX_EXPECT("prev_c", prev_c.element_count(), lstm ? steps : 0);
     RNNJAX_EXPECT("d_out", d_out.element_count(), steps);
     RNNJAX_EXPECT("dh_last", dh_last.element_count(), state);
@@ -445,7 +473,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    w_ih.typed_data(),
                    w_hh.typed_data(),
                    acts.typed_data(),
-                   prev_h.typed_data(),
+                   out.typed_data(),
+                   h0.typed_data(),
                    lstm ? prev_c.typed_data() : nullptr,
                    d_out.typed_data(),
                    dh_last.typed_data(),
@@ -458,7 +487,6 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    db_hw->typed_data(),
                    dh0->typed_data(),
                    lstm ? dc0->typed_data() : nullptr};
-    AdviseHugePages(dx->typed_data(), dx->element_count() * sizeof(float));
     std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
     std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
     std::fill_n(a.db_proj, s.GH(), 0.f);
@@ -478,6 +506,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     }
     shared.d_hw.resize(chunk);
     if (gru) shared.d_proj.resize(chunk);
+    shared.h_chunk.resize(ChunkSteps(s) * s.B * s.H);
+    a.entered = EnteringSteps(s, a.valid, reverse);
     if (s.batch_major) {
       shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
       if (need_dx) shared.dx_chunk.resize(ChunkSteps(s) * s.B * s.I);
@@ -512,7 +542,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Ret<rnnjax::F32>()  // h_last
                                   .Ret<rnnjax::F32>()  // c_last
                                   .Ret<rnnjax::F32>()  // acts
-                                  .Ret<rnnjax::F32>()  // prev_h
                                   .Ret<rnnjax::F32>()  // prev_c
                                   .Attr<int32_t>("kind")
                                   .Attr<bool>("reverse")
@@ -526,7 +555,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Arg<rnnjax::F32>()  // w_ih
                                   .Arg<rnnjax::F32>()  // w_hh
                                   .Arg<rnnjax::F32>()  // acts
-                                  .Arg<rnnjax::F32>()  // prev_h
+                                  .Arg<rnnjax::F32>()  // out
+                                  .Arg<rnnjax::F32>()  // h0
                                   .Arg<rnnjax::F32>()  // prev_c
                                   .Arg<rnnjax::U8>()   // valid
                                   .Arg<rnnjax::F32>()  // d_out
