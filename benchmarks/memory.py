@@ -6,7 +6,7 @@
 Every (implementation, T) runs in its own subprocess, so peaks do not mix. Work: a one-layer LSTM,
 B x T x I x H = 16 x T x 128 x 128, MSE loss, forward + backward + clip + Adam (as
 ``benchmarks.speed``). Implementations: ``rnnjax`` (the default backend: on CPU the native
-kernels, which keep 6 floats per hidden unit and step), ``rnnjax-scan`` (plain BPTT through
+kernels, which keep 5 floats per hidden unit and step), ``rnnjax-scan`` (plain BPTT through
 ``lax.scan``), ``rnnjax-remat`` (each step recomputed in the backward pass: only the carry is
 stored per step), ``flax`` (``nn.RNN`` with ``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
 
