@@ -208,42 +208,28 @@ class Recurrent(abc.ABC):
                 outputs = []
                 for direction in range(self.num_directions):
                     state0 = jax.tree.map(lambda s, i=first + direction: s[i], initial_state)
-                    if batch_major:
-                        out, state = native_batch_major(
-                            self.cell,
-                            _regularisers.drop_weights(
-                                keys[direction], rates, params[first + direction]
-                            ),
-                            x,
-                            state0,
-                            lengths,
-                            mask=mask,
-                            reverse=direction == 1,
-                        )
-                        outputs.append(out)
-                        final_states.append(state)
-                        continue
-                    run = scan_time_major
-                    if in_loop:
-                        run = functools.partial(
-                            _regularisers.scan_regularised, rates=rates, keys=keys[direction]
-                        )
-                    out, state = run(
-                        self.cell,
-                        _regularisers.drop_weights(
-                            keys[direction], rates, params[first + direction]
-                        ),
-                        x,
-                        state0,
-                        lengths,
-                        mask=mask,
-                        resets=resets,
-                        reverse=direction == 1,
-                        unroll=self.unroll,
-                        remat=self.remat,
-                        hoist_inputs=hoist,
-                        backend=backend,
+                    direction_params = _regularisers.drop_weights(
+                        keys[direction], rates, params[first + direction]
                     )
+                    common = (self.cell, direction_params, x, state0, lengths)
+                    if batch_major:
+                        out, state = native_batch_major(*common, mask=mask, reverse=direction == 1)
+                    else:
+                        run = scan_time_major
+                        if in_loop:
+                            run = functools.partial(
+                                _regularisers.scan_regularised, rates=rates, keys=keys[direction]
+                            )
+                        out, state = run(
+                            *common,
+                            mask=mask,
+                            resets=resets,
+                            reverse=direction == 1,
+                            unroll=self.unroll,
+                            remat=self.remat,
+                            hoist_inputs=hoist,
+                            backend=backend,
+                        )
                     outputs.append(out)
                     final_states.append(state)
                 x = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)

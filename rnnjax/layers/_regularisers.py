@@ -25,7 +25,7 @@ from jaxtyping import Bool
 from rnnjax._shapes import Array, Float, Int
 from rnnjax.cells import Cell
 from rnnjax.recurrence import _masks
-from rnnjax.recurrence._unroll import _valid_steps, _zero_padding
+from rnnjax.recurrence._unroll import valid_and_zeroed
 from rnnjax.recurrence.backends._fused_vjp import select_valid
 
 _KEY_TAG = 0x2E6B  # separates these keys from those of the between-layer ``dropout``
@@ -209,11 +209,7 @@ def scan_regularised(
       ``(outputs [T, B, O], final_state)`` with leaves ``[B, ...]``.
     """
     num_steps, batch = xs.shape[:2]
-    valid = mask
-    if lengths is not None:
-        valid = _valid_steps(num_steps, lengths)
-    if valid is not None:
-        xs = _zero_padding(xs, valid)
+    xs, valid = valid_and_zeroed(xs, lengths, mask)
     restarts = None if resets is None else _masks.restarts(resets, reverse)
     inputs = cell.project_inputs(params, xs) if hoist_inputs else xs
     keep_hidden = None

@@ -185,11 +185,7 @@ def scan_time_major(
     Returns:
       ``(outputs [T, B, O], final_state)`` with leaves ``[B, ...]``.
     """
-    valid = mask
-    if lengths is not None:
-        valid = _valid_steps(xs.shape[0], lengths)
-    if valid is not None:
-        xs = _zero_padding(xs, valid)
+    xs, valid = valid_and_zeroed(xs, lengths, mask)
     restarts = None if resets is None else _masks.restarts(resets, reverse)
     if _parse(backend) is Backend.NATIVE:
         if restarts is not None:
@@ -258,14 +254,22 @@ def native_batch_major(
     """``scan_time_major`` with ``backend=NATIVE`` on batch-major ``xs: [B, T, I]``: the kernels
     read and write that layout, so a batch-first layer needs no transposes. Returns
     ``(outputs [B, T, O], final_state)``."""
-    valid = mask
-    if lengths is not None:
-        valid = _valid_steps(xs.shape[1], lengths)
-    if valid is not None:  # _zero_padding, batch-major
-        xs = jnp.where(valid.T[..., None], xs, jnp.zeros((), xs.dtype))
+    xs, valid = valid_and_zeroed(xs, lengths, mask, batch_major=True)
     return native_recurrence(
         cell, params, xs, initial_state, valid, reverse=reverse, batch_major=True
     )
+
+
+def valid_and_zeroed(xs, lengths, mask, batch_major: bool = False):
+    """``(xs, valid)``: ``valid [T, B]`` from ``lengths`` or ``mask`` (None where both are), and
+    ``xs: [T, B, F]`` (``[B, T, F]`` with ``batch_major``) zeroed where it is False
+    (``_zero_padding``)."""
+    valid = mask
+    if lengths is not None:
+        valid = _valid_steps(xs.shape[1 if batch_major else 0], lengths)
+    if valid is None:
+        return xs, None
+    return _zero_padding(xs, valid.T if batch_major else valid), valid
 
 
 def _zero_padding(xs, valid):

@@ -181,7 +181,7 @@ def native_recurrence(
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
     if valid is None:
-        valid = jnp.ones(xs.shape[1::-1] if batch_major else xs.shape[:2], jnp.uint8)
+        valid = jnp.ones(_steps_and_batch(xs, batch_major), jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
     params, xs, state0 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs, state0))
     kernel = functools.partial(_recurrence, cell, reverse, batch_major)
@@ -220,13 +220,18 @@ def _threads(cell: Cell, batch: int) -> np.int32:
     return np.int32(threads_for(cell.hidden_size, gates, batch))
 
 
+def _steps_and_batch(xs, batch_major: bool) -> tuple[int, int]:
+    """``(T, B)`` of inputs ``[T, B, I]``, or ``[B, T, I]`` with ``batch_major``."""
+    return tuple(xs.shape[1::-1]) if batch_major else tuple(xs.shape[:2])
+
+
 def _f32(*shapes):
     return [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
 
 def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, valid, keep: bool):
     """The forward call: ``(outputs, final_state, residuals)``; residuals are empty unless keep."""
-    steps, batch = xs.shape[1::-1] if batch_major else xs.shape[:2]
+    steps, batch = _steps_and_batch(xs, batch_major)
     hidden = cell.hidden_size
     lstm = isinstance(cell, LSTMCell)
     h0, c0 = (state0.hidden, state0.cell) if lstm else (state0, jnp.zeros((0,), jnp.float32))
@@ -308,7 +313,7 @@ def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
         reverse=reverse,
         need_dx=need_dx,
         batch_major=batch_major,
-        threads=_threads(cell, xs.shape[0 if batch_major else 1]),
+        threads=_threads(cell, _steps_and_batch(xs, batch_major)[1]),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
