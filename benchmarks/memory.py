@@ -7,8 +7,10 @@ Every (implementation, T) runs in its own subprocess, so peaks do not mix. Work:
 B x T x I x H = 16 x T x 128 x 128, MSE loss, forward + backward + clip + Adam (as
 ``benchmarks.speed``). Implementations: ``rnnjax`` (the default backend: on CPU the native
 kernels, which keep 5 floats per hidden unit and step), ``rnnjax-scan`` (plain BPTT through
-``lax.scan``), ``rnnjax-remat`` (each step recomputed in the backward pass: only the carry is
-stored per step), ``flax`` (``nn.RNN`` with ``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
+``lax.scan``), ``rnnjax-remat`` (``remat=True`` on the default backend: on CPU the native kernels
+keep the states entering segments of about sqrt(T) steps and rerun each segment's forward call),
+``rnnjax-scan-remat`` (the scan with each step recomputed: only the carry is stored per step),
+``flax`` (``nn.RNN`` with ``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
 
 For JAX the compiler's own accounting (``compiled.memory_analysis()``: arguments + outputs +
 temporaries) is known before running; a step predicted over ``--budget-gib`` is reported as
@@ -24,7 +26,7 @@ import resource
 import subprocess
 import sys
 
-IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-remat", "flax", "torch")
+IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-remat", "rnnjax-scan-remat", "flax", "torch")
 GIB = 2**30
 
 
@@ -60,8 +62,8 @@ def _jax_worker(impl, shape, budget):
     else:
         import rnnjax
 
-        backend = "scan" if impl == "rnnjax-scan" else "auto"
-        layer = rnnjax.LSTM(shape.hidden, remat=impl == "rnnjax-remat", backend=backend)
+        backend = "scan" if impl.startswith("rnnjax-scan") else "auto"
+        layer = rnnjax.LSTM(shape.hidden, remat=impl.endswith("remat"), backend=backend)
         params, apply = layer.init(jax.random.key(0), shape.inputs), lambda p, x: layer(p, x)[0]
     step, opt_state = _peers.jax_train_step(apply, params)
     compiled = step.lower(params, opt_state, x, target).compile()
@@ -146,7 +148,7 @@ def main(argv=None) -> dict:
             result = measure(impl, steps, args)
             report["records"].append({"impl": impl, "steps": steps, **result})
             gib = {k: round(v, 3) for k, v in result.items() if k.endswith("gib")}
-            print(f"T={steps:>6} {impl:>13}: {result['status']:>12} {gib}", flush=True)
+            print(f"T={steps:>6} {impl:>17}: {result['status']:>12} {gib}", flush=True)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -34,6 +34,8 @@ CELLS = {
     "lstm_nobias": cells.LSTMCell(5, bias=False),
     "gru": cells.GRUCell(5),
     "gru_nobias": cells.GRUCell(5, bias=False),
+    "gru_reset_before": cells.GRUCell(5, reset_after=False),
+    "gru_reset_before_nobias": cells.GRUCell(5, reset_after=False, bias=False),
     "rnn_tanh": cells.ElmanCell(5),
     "rnn_relu": cells.ElmanCell(5, "relu"),
 }
@@ -85,9 +87,10 @@ def _problem(cell, steps, batch, inputs=3, seed=0):
     return params, xs, s0
 
 
-def _both(cell, params, xs, s0, lengths, reverse, batch_major=False):
-    """Values and gradients of the native kernels and of the scan, for the same loss; with
-    ``batch_major`` the kernels read ``[B, T, I]`` and write ``[B, T, H]`` themselves."""
+def _both(cell, params, xs, s0, lengths, reverse, batch_major=False, remat=False):
+    """Values and gradients of the native kernels and of the plain scan, for the same loss; with
+    ``batch_major`` the kernels read ``[B, T, I]`` and write ``[B, T, H]`` themselves, with
+    ``remat`` they run in recomputed segments."""
     results = []
     for backend in ("native", "scan"):
 
@@ -96,7 +99,10 @@ def _both(cell, params, xs, s0, lengths, reverse, batch_major=False):
                 x = jnp.swapaxes(x, 0, 1)  # outside the kernels: their layout is batch-major
                 out, state = native_batch_major(cell, p, x, s, lengths, reverse=reverse)
                 return jnp.swapaxes(out, 0, 1), state
-            return scan_time_major(cell, p, x, s, lengths, reverse=reverse, backend=backend)
+            native_remat = remat and backend == "native"
+            return scan_time_major(
+                cell, p, x, s, lengths, reverse=reverse, remat=native_remat, backend=backend
+            )
 
         grad = jax.jit(jax.value_and_grad(lambda *a, run=run: _loss(run, *a), argnums=(0, 1, 2)))
         results.append((run(params, xs, s0), grad(params, xs, s0)))
@@ -135,7 +141,7 @@ def test_batch_major_kernels_match_scan(name, monkeypatch, many_cpus):
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])
 @pytest.mark.parametrize("threads", ["1", "3"])
 @pytest.mark.parametrize("batch_major", [False, True])
 def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, many_cpus):
@@ -150,6 +156,45 @@ def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, 
         _assert_close(got[0], want[0])
         for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["lstm", "gru_reset_before", "rnn_relu"])
+@pytest.mark.parametrize("segment", [3, 64])
+def test_remat_matches_scan(name, segment, monkeypatch):
+    # 11 steps in segments of 3 (the last one padded by 1) or in one segment of 64 (53 padding
+    # steps), both directions, with padded examples: values and gradients of the plain scan.
+    monkeypatch.setattr(_native, "segment_steps", lambda steps: min(steps, segment))
+    cell = CELLS[name]
+    params, xs, s0 = _problem(cell, steps=11, batch=3)
+    for lengths in (None, jnp.array([11, 4, 0])):
+        for reverse in (False, True):
+            got, want = _both(cell, params, xs, s0, lengths, reverse, remat=True)
+            _assert_close(got, want)
+
+
+@needs_native
+def test_remat_keeps_one_segment_of_activations():
+    # The compiler's own accounting of a training step at T=4096: without remat the kernels keep
+    # 5 floats per unit and step (1.3 MB per 1000 steps here); with it, the segment boundaries
+    # and one segment's activations. Both keep the outputs (4 MB).
+    assert _native.segment_steps(4096) == 64 and _native.segment_steps(16385) == 129
+    assert _native.segment_steps(100) == 64
+    assert _native.segment_steps(10) == 10
+    cell = cells.LSTMCell(64)
+    params, xs, s0 = _problem(cell, steps=4096, batch=4, inputs=8)
+
+    def temp_bytes(remat):
+        def loss(p):
+            outputs, _ = scan_time_major(cell, p, xs, s0, remat=remat, backend="native")
+            return jnp.sum(outputs**2)
+
+        compiled = jax.jit(jax.grad(loss)).lower(params).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    plain, remat = temp_bytes(False), temp_bytes(True)
+    assert plain > 4096 * 4 * 64 * 4 * 5  # the outputs and the kept activations
+    assert remat < 0.35 * plain, (remat, plain)
 
 
 def _backward_dx_shapes(grad_fn, *args):
@@ -209,7 +254,15 @@ def test_gate_math_against_float64_loop():
 
 
 @needs_native
-@pytest.mark.parametrize("layer", [rnnjax.LSTM, rnnjax.GRU, rnnjax.RNN])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        rnnjax.LSTM,
+        rnnjax.GRU,
+        rnnjax.RNN,
+        functools.partial(rnnjax.GRU, reset_after=False, remat=True),
+    ],
+)
 def test_layer_stack_matches_scan(layer):
     options = dict(num_layers=2, bidirectional=True)
     native, scan = layer(5, backend="native", **options), layer(5, backend="scan", **options)
@@ -247,9 +300,12 @@ def test_auto_resolution_on_cpu():
     assert resolve_layer("auto", cells.GRUCell(4), platform="cpu") is Backend.NATIVE
     assert resolve_layer("auto", cells.ElmanCell(4, "relu"), platform="cpu") is Backend.NATIVE
     # What the kernels do not compute goes to the scan.
-    assert resolve_layer("auto", lstm, remat=True, platform="cpu") is Backend.SCAN
+    assert resolve_layer("auto", lstm, remat=True, platform="cpu") is Backend.NATIVE
     assert resolve_layer("auto", lstm, dtype=jnp.float64, platform="cpu") is Backend.SCAN
-    for cell in (cells.LSTMCell(4, proj_size=2), cells.GRUCell(4, reset_after=False)):
+    assert resolve_layer("auto", cells.GRUCell(4, reset_after=False), platform="cpu") is (
+        Backend.NATIVE
+    )
+    for cell in (cells.LSTMCell(4, proj_size=2), cells.MGUCell(4)):
         assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
 
     class Peephole(cells.LSTMCell):  # a subclass may change the step: never assumed
@@ -303,8 +359,6 @@ def test_threads_setting(monkeypatch):
 def test_refusals_name_the_problem():
     with pytest.raises(ValueError, match="runs the built-in LSTMCell"):
         resolve_layer("native", cells.LSTMCell(4, proj_size=2), platform="cpu")
-    with pytest.raises(ValueError, match="needs remat=False"):
-        resolve_layer("native", cells.GRUCell(4), remat=True, platform="cpu")
     with pytest.raises(ValueError, match="runs float32 inputs, got float16"):
         resolve_layer("native", cells.GRUCell(4), dtype=jnp.float16, platform="cpu")
     with pytest.raises(ValueError, match="runs on CPU, but JAX runs on 'gpu'"):

@@ -177,7 +177,8 @@ def scan_time_major(
       resets: optional ``[T, B]`` booleans (``unroll``'s ``resets``); NATIVE refuses them.
       reverse, unroll, remat, hoist_inputs: as ``unroll``. With the fused backend ``remat``
         recomputes ``h_{t-1} @ W_hh`` in the backward pass as one large matmul instead of storing
-        it; the states are kept either way.
+        it; the states are kept either way. With NATIVE it keeps the states entering segments of
+        about sqrt(T) steps and reruns each segment's forward call in the backward pass.
       backend: a ``Backend`` or its value; AUTO resolves with ``backends.resolve``.
         NATIVE (resolved by the layers) ignores ``unroll`` and ``hoist_inputs``: its kernels
         project the inputs in chunks of steps themselves.
@@ -190,7 +191,9 @@ def scan_time_major(
     if _parse(backend) is Backend.NATIVE:
         if restarts is not None:
             raise ValueError("backend='native' cannot run resets: use backend='scan' or 'fused'")
-        return native_recurrence(cell, params, xs, initial_state, valid, reverse=reverse)
+        return native_recurrence(
+            cell, params, xs, initial_state, valid, reverse=reverse, remat=remat
+        )
     newton = backend if isinstance(backend, Newton) else Newton()
     backend = resolve(backend, cell)
     if backend is Backend.ASSOCIATIVE:

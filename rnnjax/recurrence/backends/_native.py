@@ -14,7 +14,7 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
   before the steps, and in the backward pass ``dW_hh += H_prev^T dZ``, ``dW_ih += X^T dZ``,
   ``dX = dZ W_ih^T`` (the plan of the fused backend, ``backends._fused_vjp``, and of cuDNN).
 
-It runs the built-in LSTM (no projection), reset-after GRU and Elman cells in float32 on CPU, full
+It runs the built-in LSTM (no projection), GRU (both resets) and Elman cells in float32 on CPU, full
 or packed (``valid``) batches, either direction. The extension is built when the package is
 installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the
 scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not defined for it
@@ -146,7 +146,11 @@ def available() -> bool:
 
 def supports(cell: Cell) -> bool:
     """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
-    return type(cell) in _GATES and cell.one_state_matmul
+    return type(cell) in _GATES and (cell.one_state_matmul or _reset_before(cell))
+
+
+def _reset_before(cell: Cell) -> bool:
+    return type(cell) is GRUCell and cell.fusable and not cell.reset_after
 
 
 def native_recurrence(
@@ -158,11 +162,12 @@ def native_recurrence(
     *,
     reverse: bool = False,
     batch_major: bool = False,
+    remat: bool = False,
 ):
     """Runs ``cell`` over ``xs: [T, B, I]`` from ``state0`` (leaves ``[B, ...]``).
 
     Args:
-      cell: an LSTM without projection, a reset-after GRU or an Elman cell (``supports``).
+      cell: an LSTM without projection, a GRU or an Elman cell (``supports``).
       params: its ``CellParams``.
       xs: inputs ``[T, B, I]`` (``[B, T, I]`` with ``batch_major``); the kernels compute in
         float32 (other dtypes are cast).
@@ -173,6 +178,9 @@ def native_recurrence(
       batch_major: inputs and outputs are ``[B, T, F]``: the kernels read and write that layout
         themselves, which saves a batch-first layer two transposes each way (10% of an Elman
         layer's training step at 64x256x128x256).
+      remat: keep the activations of one segment of about sqrt(T) steps at a time
+        (``_checkpointed``): the backward pass reruns each segment's forward call first. Time-major
+        only.
 
     Returns:
       ``(outputs [T, B, H] (or [B, T, H]), final_state)``, the values of the plain scan.
@@ -184,11 +192,45 @@ def native_recurrence(
         valid = jnp.ones(_steps_and_batch(xs, batch_major), jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
     params, xs, state0 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs, state0))
-    kernel = functools.partial(_recurrence, cell, reverse, batch_major)
+    if remat and batch_major:
+        raise ValueError("remat runs time-major inputs [T, B, I]: pass batch_major=False")
+    if remat:
+        kernel = functools.partial(_checkpointed, cell, reverse)
+    else:
+        kernel = functools.partial(_recurrence, cell, reverse, batch_major)
     batched = (xs, state0, valid.astype(jnp.uint8))
     x_axis = 0 if batch_major else 1
     with forward_mode_hint("native"):
         return per_device(kernel, params, batched, batch_axes=(x_axis, 0, 1), out_axes=(x_axis, 0))
+
+
+def segment_steps(steps: int) -> int:
+    """Steps per recomputed segment with remat: about sqrt(T), so that the kept segment
+    boundaries and one segment's activations take about the same memory; at least 64 steps (or
+    all), so that each call's input projection stays a large matmul."""
+    return min(steps, max(64, math.isqrt(max(steps - 1, 0)) + 1))
+
+
+def _checkpointed(cell: Cell, reverse: bool, params, xs, state0, valid):
+    """``_recurrence`` over segments of ``segment_steps`` steps under ``jax.checkpoint``: the
+    forward pass keeps the outputs and the state entering each segment; the backward pass reruns
+    one segment's forward call (keeping its activations), then its backward call. Padding steps
+    appended to fill the last segment are invalid: they carry the state and output zeros."""
+    steps, batch, inputs = xs.shape
+    size = max(segment_steps(steps), 1)
+    count = -(-steps // size)
+    pad = count * size - steps
+    xs = jnp.pad(xs, ((0, pad), (0, 0), (0, 0))).reshape(count, size, batch, inputs)
+    valid = jnp.pad(valid, ((0, pad), (0, 0))).reshape(count, size, batch)
+
+    @jax.checkpoint
+    def segment(state, x_and_valid):
+        x, v = x_and_valid
+        out, state = _recurrence(cell, reverse, False, params, x, state, v)
+        return state, out
+
+    final, outs = jax.lax.scan(segment, state0, (xs, valid), reverse=reverse)
+    return outs.reshape(count * size, batch, cell.hidden_size)[:steps], final
 
 
 # The cells the kernels compute, with their gate counts.
@@ -198,6 +240,8 @@ _GATES = {LSTMCell: 4, GRUCell: 3, ElmanCell: 1}
 def _kind(cell: Cell) -> np.int32:
     if isinstance(cell, ElmanCell):
         return np.int32(3 if cell.nonlinearity == "relu" else 2)
+    if _reset_before(cell):
+        return np.int32(4)
     return np.int32(0 if isinstance(cell, LSTMCell) else 1)
 
 
@@ -208,11 +252,17 @@ def _kernel_params(cell: Cell, params):
     no_input = params._replace(w_ih=jnp.zeros((0, params.w_ih.shape[1]), params.w_ih.dtype))
     bias = cell.project_inputs(no_input, jnp.zeros((0,), params.w_ih.dtype))
     hidden = cell.hidden_size
-    if isinstance(cell, GRUCell) and params.b_hh is not None:
+    if _reset_after(cell) and params.b_hh is not None:
         b_hn = params.b_hh[2 * hidden :]
-    else:
+    else:  # reset-before folds b_hn into the projection's bias
         b_hn = jnp.zeros((hidden,), params.w_ih.dtype)
-    return params.w_ih, bias, cell.recurrent_weight(params), b_hn
+    # Reset-before's recurrent_weight is its r and z blocks: the kernels read W_hn too.
+    w_hh = params.w_hh if _reset_before(cell) else cell.recurrent_weight(params)
+    return params.w_ih, bias, w_hh, b_hn
+
+
+def _reset_after(cell: Cell) -> bool:
+    return isinstance(cell, GRUCell) and cell.reset_after
 
 
 def _threads(cell: Cell, batch: int) -> np.int32:
@@ -236,7 +286,7 @@ def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, v
     lstm = isinstance(cell, LSTMCell)
     h0, c0 = (state0.hidden, state0.cell) if lstm else (state0, jnp.zeros((0,), jnp.float32))
     # An Elman layer's backward pass reads its outputs as its activations: none kept apart.
-    acts = 4 if isinstance(cell, LSTMCell | GRUCell) else 0
+    acts = 3 if _reset_before(cell) else (4 if isinstance(cell, LSTMCell | GRUCell) else 0)
     kept = steps if keep else 0  # zero-size outputs when no backward pass follows
     results = _f32(
         (batch, steps, hidden) if batch_major else (steps, batch, hidden),
@@ -319,7 +369,7 @@ def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
     dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
         xs, w_ih, w_hh, acts, out, h0, prev_c, valid, d_out, dh, dc
     )
-    d_b_hn = db_hw[2 * hidden :] if isinstance(cell, GRUCell) else jnp.zeros((hidden,), jnp.float32)
+    d_b_hn = db_hw[2 * hidden :] if _reset_after(cell) else jnp.zeros((hidden,), jnp.float32)
     (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, d_b_hn))
     d_state0 = LSTMState(dh0, dc0) if lstm else dh0
     return d_params, dx if need_dx else None, d_state0, np.zeros(valid.shape, jax.dtypes.float0)

@@ -127,14 +127,14 @@ def resolve_layer(
     backend = _parse(backend)
     platform = platform or jax.default_backend()
     if backend is Backend.NATIVE:
-        _raise_if(_native_problem(cell, remat, dtype, platform))
+        _raise_if(_native_problem(cell, dtype, platform))
         if with_resets:
             raise ValueError(
                 "backend='native' cannot run resets: use backend='scan', 'fused' or 'auto'"
             )
         return backend
     if backend is Backend.AUTO and platform == "cpu" and not with_resets:
-        if _native_problem(cell, remat, dtype, platform) is None:
+        if _native_problem(cell, dtype, platform) is None:
             return Backend.NATIVE
     if backend is not Backend.CUDNN:
         return resolve(backend, cell, platform=platform)
@@ -159,7 +159,7 @@ def check_structure(backend: "Backend | str", cell: Cell, *, remat: bool = False
     if backend is Backend.FUSED:
         _check_fusable(cell)
     elif backend is Backend.NATIVE:
-        _raise_if(_native_problem(cell, remat))
+        _raise_if(_native_problem(cell))
     elif backend is Backend.CUDNN:
         _check_cudnn_structure(cell, remat)
     elif backend is Backend.ASSOCIATIVE:
@@ -173,16 +173,14 @@ def _check_cudnn_structure(cell: Cell, remat: bool) -> None:
         raise ValueError("backend='cudnn' keeps cuDNN's own activations: it needs remat=False")
 
 
-def _native_problem(cell: Cell, remat: bool, dtype=None, platform=None) -> str | None:
+def _native_problem(cell: Cell, dtype=None, platform=None) -> str | None:
     """Why NATIVE cannot run this layer, or None; ``dtype`` and ``platform`` are checked when
     given (a layer being built does not know them yet)."""
     if not _native.supports(cell):
         return (
-            "backend='native' runs the built-in LSTMCell (no proj_size), reset-after GRUCell and "
+            "backend='native' runs the built-in LSTMCell (no proj_size), GRUCell and "
             f"ElmanCell, got {cell!r}"
         )
-    if remat:  # the kernels keep every step's activations, as plain backpropagation does
-        return "backend='native' keeps every step's activations: it needs remat=False"
     if dtype is not None and jnp.dtype(dtype) != jnp.float32:
         return f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}"
     if platform is None:

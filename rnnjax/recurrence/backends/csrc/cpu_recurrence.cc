@@ -18,8 +18,10 @@
 // batch-first layer needs no transposes around the calls; the kernels gather a chunk's rows of x
 // into time-major order for its matmuls); the kept activations and states are time-major;
 // w_ih [I, GH] and w_hh [H, GH] (JAX's x @ W layout);
-// bias [GH] added to the projection (the cell's folded biases); b_hn [H] (GRU only: inside
-// r * (h W_hn + b_hn)); valid [T, B] uint8 (a padded step keeps the state and outputs zeros).
+// bias [GH] added to the projection (the cell's folded biases); b_hn [H] (reset-after GRU only:
+// inside r * (h W_hn + b_hn)); valid [T, B] uint8 (a padded step keeps the state and outputs
+// zeros). A reset-before GRU multiplies r * h by W_hn: a second product per step, after a second
+// barrier (every rank reads all of r * h), and a second one in the backward step for d(r * h).
 // Gates in PyTorch's order. Steps run t = 0..T-1, or T-1..0 with reverse.
 
 #include <Python.h>
@@ -41,14 +43,26 @@ namespace ffi = xla::ffi;
 namespace rnnjax {
 namespace {
 
-enum Kind : int32_t { kLstm = 0, kGru = 1, kTanh = 2, kRelu = 3 };
+// kGru resets after the recurrent matmul (PyTorch's GRU), kGruBefore before it (Cho et al.).
+enum Kind : int32_t { kLstm = 0, kGru = 1, kTanh = 2, kRelu = 3, kGruBefore = 4 };
 
-int64_t Gates(int32_t kind) { return kind == kLstm ? 4 : (kind == kGru ? 3 : 1); }
+int64_t Gates(int32_t kind) {
+  return kind == kLstm ? 4 : (kind == kGru || kind == kGruBefore ? 3 : 1);
+}
 // Activations the backward pass reads per hidden unit. An Elman layer's one activation is its
 // output, so its forward pass keeps none of its own (KeptActsPerUnit) and the backward pass
 // reads the outputs in their place.
-int64_t ActsPerUnit(int32_t kind) { return kind == kLstm || kind == kGru ? 4 : 1; }
-int64_t KeptActsPerUnit(int32_t kind) { return kind == kLstm || kind == kGru ? 4 : 0; }
+int64_t ActsPerUnit(int32_t kind) {
+  return kind == kLstm || kind == kGru ? 4 : (kind == kGruBefore ? 3 : 1);
+}
+int64_t KeptActsPerUnit(int32_t kind) {
+  return kind == kTanh || kind == kRelu ? 0 : ActsPerUnit(kind);
+}
+
+Range Intersect(Range a, Range b) {
+  const int64_t begin = std::max(a.begin, b.begin);
+  return Range{begin, std::max(begin, std::min(a.end, b.end))};
+}
 
 // One call at a time: each uses every core, and two teams spinning on the same cores would
 // stall each other (XLA may run a bidirectional layer's two directions concurrently).
@@ -122,7 +136,8 @@ ffi::Error ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t kind,
                    bool batch_major, int32_t threads, Shape* s) {
   if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
-  if (kind < kLstm || kind > kRelu) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
+  if (kind < kLstm || kind > kGruBefore)
+    return ffi::Error::InvalidArgument("rnnjax: unknown kind");
   if (threads < 1 || threads > 1024)  // Python caps it at the CPUs allowed
     return ffi::Error::InvalidArgument("rnnjax: threads must be in [1, 1024]");
   auto xd = x.dimensions(), id = w_ih.dimensions(), hd = w_hh.dimensions();
@@ -166,20 +181,25 @@ struct ForwardArgs {
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
-// Rank's part of the forward pass: units U of every gate, all rows, all steps.
+// Rank's part of the forward pass: units U of every gate, all rows, all steps. rh [B, H]:
+// reset-before's r * h, which every rank reads whole (a second barrier per step).
 void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
-                 std::vector<float>* c_buffers, float* x_chunk, int rank, int threads) {
+                 std::vector<float>* c_buffers, float* x_chunk, float* rh, int rank,
+                 int threads) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, G = s.G, A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads);
   const int64_t n = u.size(), width = G * n;  // this rank's columns of P and hw
-  const bool lstm = a.kind == kLstm;
+  const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore;
   std::vector<float> w_ih_copy, w_hh_copy;
   const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
   const float* w_hh_u = GateColumns(a.w_hh, H, s, u, &w_hh_copy);
-  const RightOperand w_step(B, width, H, w_hh_u, width, false, PackPays(s));
+  // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
+  const RightOperand w_step(B, before ? 2 * n : width, H, w_hh_u, width, false, PackPays(s));
+  const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, width, false, PackPays(s));
   const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
-  std::vector<float> proj(C * B * width), hw(B * width), scratch_acts(acts_kept ? 0 : A * H);
+  std::vector<float> proj(C * B * width), hw(B * width);
+  std::vector<float> scratch_acts(acts_kept ? 0 : B * A * H);  // per example: reset-before
   float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
   float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
   for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
@@ -202,19 +222,34 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
         if (!a.valid[row]) {
           std::copy_n(h + at, n, h_new + at);
           if (lstm) std::copy_n(c + at, n, c_new + at);
+          if (before) std::fill_n(rh + at, n, 0.f);
           std::fill_n(out, n, 0.f);
           continue;
         }
         const float* p = proj.data() + ((t - t_lo) * B + b) * width;
         const float* hwb = hw.data() + b * width;
         const float* bias = a.bias + u.begin;
-        float* acts = (acts_kept ? a.acts + row * A * H : scratch_acts.data()) + u.begin;
+        float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
         if (lstm) {
           LstmRow(n, p, n, bias, H, hwb, n, c + at, h_new + at, c_new + at, out, acts, H);
         } else if (a.kind == kGru) {
           GruRow(n, p, n, bias, H, hwb, n, a.b_hn + u.begin, h + at, h_new + at, out, acts, H);
+        } else if (before) {
+          GruBeforeRowGates(n, p, n, bias, H, hwb, n, h + at, rh + at, acts, H);
         } else {
           ElmanRow(n, p, bias, hwb, a.kind == kRelu, h_new + at, out);
+        }
+      }
+      if (before) {
+        barrier.Wait();  // r * h is complete: every rank's (r * h) W_hn reads all of it
+        w_reset.Multiply(rh, H, 0.f, hw.data() + 2 * n, width);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t row = t * B + b, at = b * H + u.begin;
+          if (!a.valid[row]) continue;
+          const float* p = proj.data() + ((t - t_lo) * B + b) * width;
+          float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
+          GruBeforeRowNew(n, p + 2 * n, a.bias + 2 * H + u.begin, hw.data() + b * width + 2 * n,
+                          h + at, h_new + at, a.out + s.IoRow(t, b) * H + u.begin, acts, H);
         }
       }
       std::swap(h, h_new);
@@ -281,10 +316,11 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         lstm ? std::vector<float>(a.c0, a.c0 + state) : std::vector<float>(),
         std::vector<float>(lstm ? state : 0)};
     std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
+    std::vector<float> rh(kind == kGruBefore ? state : 0);
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
-      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rank, size);
+      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), rank, size);
     });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
     return ffi::Error::Success();
@@ -329,6 +365,7 @@ struct BackwardShared {
   std::vector<float> d_hw, d_proj;  // the chunk's cotangents [C * B, GH]; d_proj: GRU only
   std::vector<float> x_chunk, dx_chunk;  // batch_major: the chunk's x and dx rows, time-major
   std::vector<float> h_chunk;            // the states entering the chunk's steps [C * B, H]
+  std::vector<float> d_rh, rh_chunk;  // reset-before: d(r * h) of a step [B, H]; r * h [C * B, H]
 };
 
 // Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
@@ -339,9 +376,13 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
   const int64_t B = s.B, H = s.H, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads);
   const int64_t n = u.size();
-  const bool lstm = a.kind == kLstm, gru = a.kind == kGru;
-  // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed.
-  const RightOperand w_back(B, n, GH, a.w_hh + u.begin * GH, GH, true, PackPays(s));
+  const bool lstm = a.kind == kLstm, gru = a.kind == kGru, before = a.kind == kGruBefore;
+  // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed (reset-before: of the r and
+  // z blocks; its n block gives d(r * h)[:, U] = dn_t @ W_hn[U, :]^T first).
+  const RightOperand w_back(B, n, before ? 2 * H : GH, a.w_hh + u.begin * GH, GH, true,
+                            PackPays(s));
+  const RightOperand w_reset_back(B, before ? n : 0, H, a.w_hh + u.begin * GH + 2 * H, GH, true,
+                                  PackPays(s));
   float *dh = shared.dh[0].data(), *dh_new = shared.dh[1].data();
   float *dc = shared.dc[0].data(), *dc_new = shared.dc[1].data();
   float* d_hw = shared.d_hw.data();
@@ -369,7 +410,8 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
         }
         const int64_t io_row = s.IoRow(t, b);
         // An Elman layer's activations are its outputs, laid out as they are.
-        const float* acts = a.acts + (lstm || gru ? row : io_row) * A * H + u.begin;
+        const bool elman = a.kind == kTanh || a.kind == kRelu;
+        const float* acts = a.acts + (elman ? io_row : row) * A * H + u.begin;
         const float* d_out = a.d_out + io_row * H + u.begin;
         if (lstm) {
           LstmRowGrad(n, acts, H, a.prev_c + row * H + u.begin, dh + at, d_out, dc + at,
@@ -378,12 +420,26 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
         } else if (gru) {
           GruRowGrad(n, acts, H, a.StateEntering(t, b) + u.begin, dh + at, d_out, dhw_b,
                      dp_t + b * GH + u.begin, H, dh_new + at);
+        } else if (before) {
+          GruBeforeRowGradNew(n, acts, H, a.StateEntering(t, b) + u.begin, dh + at, d_out, dhw_b,
+                              H, dh_new + at);
         } else {
           ElmanRowGrad(n, acts, dh + at, d_out, a.kind == kRelu, dhw_b);
           std::fill_n(dh_new + at, n, 0.f);
         }
       }
       barrier.Wait();  // dZ_t is complete: every rank's product reads all of its columns
+      if (before) {
+        float* d_rh = shared.d_rh.data();
+        w_reset_back.Multiply(dhw_t + 2 * H, GH, 0.f, d_rh + u.begin, H);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t row = t * B + b, at = b * H + u.begin;
+          if (!a.valid[row]) continue;
+          GruBeforeRowGradGates(n, a.acts + row * A * H + u.begin, a.StateEntering(t, b) + u.begin,
+                                d_rh + at, dhw_t + b * GH + u.begin, dh_new + at);
+        }
+        barrier.Wait();  // the r block of dZ_t is complete
+      }
       w_back.Multiply(dhw_t, GH, 1.f, dh_new + u.begin, H);
       std::swap(dh, dh_new);
       std::swap(dc, dc_new);
@@ -401,6 +457,11 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
       } else {
         std::fill_n(row, H, 0.f);
       }
+      if (before) {  // r * h, the n block's recurrent input; zeros where padded (no r kept)
+        const float* reset = a.acts + (t * B + b) * A * H;
+        float* rh = shared.rh_chunk.data() + r * H;
+        for (int64_t j = 0; j < H; ++j) rh[j] = a.valid[t * B + b] ? reset[j] * row[j] : 0.f;
+      }
     }
     const float* x = a.x + t_lo * B * I;
     if (s.batch_major) {
@@ -408,8 +469,13 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
       x = shared.x_chunk.data();
     }
     barrier.Wait();
-    Gemm(true, false, H, cols.size(), rows, shared.h_chunk.data(), H, d_hw + cols.begin, GH,
-         1.f, a.dw_hh + cols.begin, GH);
+    // dW_hh: the entering states' columns, and reset-before's n block from r * h.
+    const Range h_cols = before ? Intersect(cols, Range{0, 2 * H}) : cols;
+    const Range rh_cols = before ? Intersect(cols, Range{2 * H, GH}) : no_cols;
+    Gemm(true, false, H, h_cols.size(), rows, shared.h_chunk.data(), H, d_hw + h_cols.begin, GH,
+         1.f, a.dw_hh + h_cols.begin, GH);
+    Gemm(true, false, H, rh_cols.size(), rows, shared.rh_chunk.data(), H, d_hw + rh_cols.begin,
+         GH, 1.f, a.dw_hh + rh_cols.begin, GH);
     Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, GH, 1.f,
          a.dw_ih + cols.begin, GH);
     if (a.dx != nullptr) {
@@ -507,6 +573,10 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     shared.d_hw.resize(chunk);
     if (gru) shared.d_proj.resize(chunk);
     shared.h_chunk.resize(ChunkSteps(s) * s.B * s.H);
+    if (kind == kGruBefore) {
+      shared.d_rh.resize(state);
+      shared.rh_chunk.resize(ChunkSteps(s) * s.B * s.H);
+    }
     a.entered = EnteringSteps(s, a.valid, reverse);
     if (s.batch_major) {
       shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);

@@ -140,6 +140,62 @@ RNNJAX_ROW static void GruRowGrad(int64_t n, const float* R acts, int64_t sa,
   }
 }
 
+// GRU step, reset before the matmul (Cho et al. 2014), in two halves around the product
+// (r * h) W_hn, which reads every unit of r * h. First: r and z from hw = h W_h{r,z}; rh out:
+// r * h; acts out: r, z.
+RNNJAX_ROW static void GruBeforeRowGates(int64_t n, const float* R p, int64_t sp,
+                                         const float* R bias, int64_t sb, const float* R hw,
+                                         int64_t shw, const float* R h, float* R rh,
+                                         float* R acts, int64_t sa) {
+  for (int64_t j = 0; j < n; ++j) {
+    float r = Sigmoid(p[j] + bias[j] + hw[j]);
+    float z = Sigmoid(p[sp + j] + bias[sb + j] + hw[shw + j]);
+    rh[j] = r * h[j];
+    acts[j] = r;
+    acts[sa + j] = z;
+  }
+}
+
+// Second: n from p_n (bias_n) and rhw = (r * h) W_hn; acts in: z; acts out: n.
+RNNJAX_ROW static void GruBeforeRowNew(int64_t n, const float* R p_n, const float* R bias_n,
+                                       const float* R rhw, const float* R h, float* R h_new,
+                                       float* R out, float* R acts, int64_t sa) {
+  for (int64_t j = 0; j < n; ++j) {
+    float z = acts[sa + j];
+    float nv = Tanh(p_n[j] + bias_n[j] + rhw[j]);
+    float hv = (1.f - z) * nv + z * h[j];
+    h_new[j] = hv;
+    out[j] = hv;
+    acts[2 * sa + j] = nv;
+  }
+}
+
+// Its VJP, in two halves around d(r * h) = dn W_hn^T. First: the cotangents of the z and n
+// pre-activations (dz: the z block of dz_out, dn its n block) and dh_direct = z * dh.
+RNNJAX_ROW static void GruBeforeRowGradNew(int64_t n, const float* R acts, int64_t sa,
+                                           const float* R h_prev, const float* R dh_in,
+                                           const float* R d_out, float* R dz_out, int64_t sz,
+                                           float* R dh_direct) {
+  for (int64_t j = 0; j < n; ++j) {
+    float z = acts[sa + j], nv = acts[2 * sa + j];
+    float dh = dh_in[j] + d_out[j];
+    dz_out[sz + j] = dh * (h_prev[j] - nv) * z * (1.f - z);
+    dz_out[2 * sz + j] = dh * (1.f - z) * (1.f - nv * nv);
+    dh_direct[j] = dh * z;
+  }
+}
+
+// Second: from d_rh = d(r * h), the r pre-activation's cotangent, and r * d_rh into dh_direct.
+RNNJAX_ROW static void GruBeforeRowGradGates(int64_t n, const float* R acts,
+                                             const float* R h_prev, const float* R d_rh,
+                                             float* R dr, float* R dh_direct) {
+  for (int64_t j = 0; j < n; ++j) {
+    float r = acts[j];
+    dr[j] = d_rh[j] * h_prev[j] * r * (1.f - r);
+    dh_direct[j] += d_rh[j] * r;
+  }
+}
+
 // Elman step: the new state (tanh or relu of the pre-activation), also the output and the one
 // activation the backward pass reads (from the output).
 RNNJAX_ROW static void ElmanRow(int64_t n, const float* R p, const float* R bias,
