@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import blas_bf16, memory, mixed_precision, rnn_vs_transformer, speed
+from benchmarks import blas_bf16, memory, mixed_precision, options, rnn_vs_transformer, speed
 from rnnjax.recurrence.backends import _native_loading
 
 
@@ -28,6 +28,21 @@ def test_speed_runs_every_library_and_writes_json(tmp_path):
             assert "rnnjax-native-openblas" in record["results"]
         for result in record["results"].values():
             assert result["ms"] > 0 and result["tokens_per_s"] > 0 and result["gflops"] > 0
+
+
+@pytest.mark.skipif(
+    _native_loading.unavailable_reason() is not None, reason="needs the native CPU backend"
+)
+def test_options_times_each_option_on_each_backend(tmp_path):
+    path = tmp_path / "options.json"
+    options.main(["--shape", "2x3x4x8", "--repeats", "1", "--json", str(path)])
+    records = json.loads(path.read_text())["records"]
+    assert [(r["option"], r["mode"]) for r in records] == [
+        (option, mode) for option in options.OPTIONS for mode in ("train", "infer")
+    ]
+    assert all(r["ms"][backend] > 0 for r in records for backend in options.BACKENDS)
+    with pytest.raises(SystemExit, match="--options: unknown"):
+        options.main(["--options", "lstm,gru2"])
 
 
 def test_memory_reports_each_configuration(tmp_path):

@@ -20,14 +20,14 @@ import pytest
 
 from rnnjax import training
 from tests import _parallel_job as job
+from tests._job_env import job_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LOSS_RTOL, PARAM_ATOL = 2e-5, 2e-5
 
 
 def _env(devices: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "SLURM_", "TPU_"))}
-    env["JAX_PLATFORMS"] = "cpu"
+    env = job_env(JAX_PLATFORMS="cpu")
     if devices:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env

@@ -18,6 +18,7 @@ from jax.sharding import AbstractMesh, AxisType
 from experiments import config_cli, train
 from experiments.configs import char_lm, sst2
 from rnnjax import training
+from tests._job_env import job_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL = 2e-5
@@ -45,8 +46,8 @@ def _train_losses(workdir) -> list:
 
 
 def _run(command, *, devices, timeout=180):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "SLURM_", "TPU_"))}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    env = job_env(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
     done = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -1,0 +1,78 @@
+"""Layer options on each backend: the time of a training step and of inference, side by side.
+
+    python -m benchmarks.options                       # 64x256x128x256, 5 repeats, about 2 min
+    python -m benchmarks.options --shape 16x1024x128x128 --repeats 3 --json ''
+
+Options: the reset-before GRU (``reset_after=False``, a second matmul per step) and ``remat=True``
+on an LSTM, each on the native kernels (CPU) and on the scan; the plain layer on the native
+kernels as the baseline. Work as ``benchmarks.speed`` (``_peers``: MSE loss, clipping, Adam,
+interleaved repeats, medians).
+"""
+
+import argparse
+import json
+import os
+
+import jax
+
+from benchmarks import _peers, _timing
+
+OPTIONS = {
+    "gru": ("gru", {}),
+    "gru reset_after=False": ("gru", {"reset_after": False}),
+    "lstm": ("lstm", {}),
+    "lstm remat=True": ("lstm", {"remat": True}),
+}
+BACKENDS = ("native", "scan")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="64x256x128x256", help="BxTxIxH")
+    parser.add_argument("--options", default=",".join(OPTIONS), help=f"of {list(OPTIONS)}")
+    parser.add_argument("--modes", default="train,infer")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/options.json", help="output path ('' = none)")
+    return parser.parse_args(argv)
+
+
+def _build(option: str, backend: str, mode: str, shape: _peers.Shape):
+    import rnnjax
+
+    cell, options = OPTIONS[option]
+    kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU}[cell]
+    layer = kind(shape.hidden, backend=backend, **options)
+    params = layer.init(jax.random.key(0), shape.inputs)
+    return _peers._jax_runs(lambda p, x: layer(p, x)[0], params, mode, shape)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    unknown = set(args.options.split(",")) - set(OPTIONS)
+    if unknown:
+        raise SystemExit(f"--options: unknown {sorted(unknown)}; known: {list(OPTIONS)}")
+    b, t, i, h = (int(n) for n in args.shape.split("x"))
+    shape = _peers.Shape(b, t, i, h)
+    from benchmarks import speed
+
+    report = {"machine": speed.machine(), "shape": shape._asdict(), "records": []}
+    print(f"{'option':<24}{'mode':<7}" + "".join(f"{b + ' ms':>12}" for b in BACKENDS))
+    for option in args.options.split(","):
+        for mode in args.modes.split(","):
+            runs = {b: _build(option, b, mode, shape) for b in BACKENDS}
+            for run in runs.values():
+                run()  # compiles
+            samples = _timing.interleaved(runs, repeats=args.repeats)
+            ms = {b: _timing.median_ms(samples[b]) for b in BACKENDS}
+            report["records"].append({"option": option, "mode": mode, "ms": ms})
+            print(f"{option:<24}{mode:<7}" + "".join(f"{ms[b]:>12.1f}" for b in BACKENDS))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
