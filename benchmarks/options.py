@@ -3,10 +3,11 @@
     python -m benchmarks.options                       # 64x256x128x256, 5 repeats, about 2 min
     python -m benchmarks.options --shape 16x1024x128x128 --repeats 3 --json ''
 
-Options: the reset-before GRU (``reset_after=False``, a second matmul per step) and ``remat=True``
-on an LSTM, each on the native kernels (CPU) and on the scan; the plain layer on the native
-kernels as the baseline. Work as ``benchmarks.speed`` (``_peers``: MSE loss, clipping, Adam,
-interleaved repeats, medians).
+Options: the reset-before GRU (``reset_after=False``, a second matmul per step), the projected LSTM
+(``proj_size`` = H/4, LSTMP: a second matmul per step whose output is the state) and ``remat=True``
+on an LSTM, each on the native kernels (CPU) and on the scan; the plain layer on the native kernels
+as the baseline. Work as ``benchmarks.speed`` (``_peers``: MSE loss, clipping, Adam, interleaved
+repeats, medians).
 """
 
 import argparse
@@ -14,6 +15,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 
 from benchmarks import _peers, _timing
 
@@ -21,6 +23,7 @@ OPTIONS = {
     "gru": ("gru", {}),
     "gru reset_after=False": ("gru", {"reset_after": False}),
     "lstm": ("lstm", {}),
+    "lstm proj_size=H/4": ("lstm", {"proj_size": lambda hidden: hidden // 4}),
     "lstm remat=True": ("lstm", {"remat": True}),
 }
 BACKENDS = ("native", "scan")
@@ -40,10 +43,13 @@ def _build(option: str, backend: str, mode: str, shape: _peers.Shape):
     import rnnjax
 
     cell, options = OPTIONS[option]
+    options = {k: v(shape.hidden) if callable(v) else v for k, v in options.items()}
     kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU}[cell]
     layer = kind(shape.hidden, backend=backend, **options)
     params = layer.init(jax.random.key(0), shape.inputs)
-    return _peers._jax_runs(lambda p, x: layer(p, x)[0], params, mode, shape)
+    # The loss reads [B, T, H]: a projected layer's P features, then zeros.
+    pad = ((0, 0), (0, 0), (0, shape.hidden - layer.output_size))
+    return _peers._jax_runs(lambda p, x: jnp.pad(layer(p, x)[0], pad), params, mode, shape)
 
 
 def main(argv=None) -> dict:

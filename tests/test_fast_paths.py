@@ -116,14 +116,16 @@ def test_resolver():
         cells.MGUCell(4),
     )
     for cell in two_matmuls:
-        # Fused by name; AUTO keeps the scan (not measured on a GPU); the native kernels refuse
-        # all but the reset-before GRU (tests/test_native.py).
+        # Fused by name; AUTO keeps the scan (not measured on a GPU); the native kernels run
+        # the projected LSTM and the reset-before GRU (tests/test_native.py), not the MGU.
         assert cell.fusable and not cell.one_state_matmul
         assert resolve("auto", cell, platform="gpu") is Backend.SCAN
         assert resolve("fused", cell) is Backend.FUSED
-        if not isinstance(cell, cells.GRUCell):
+        if isinstance(cell, cells.MGUCell):
             with pytest.raises(ValueError, match="backend='native' runs the built-in LSTMCell"):
                 rnnjax.Stack(cell=cell, backend="native")
+        else:
+            rnnjax.Stack(cell=cell, backend="native")
     with pytest.raises(ValueError, match="cudnn' needs an LSTM without proj_size"):
         rnnjax.LSTM(4, proj_size=2, backend="cudnn")
     with pytest.raises(ValueError, match="recurrent_dropout needs .* no other matmul"):

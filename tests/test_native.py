@@ -3,9 +3,10 @@
 Its forward and backward passes are written by hand in C++ (gate math, its VJP, the chunked weight
 and input gradients, the split of the hidden units over threads), so values and gradients w.r.t.
 parameters, inputs and initial states are compared with JAX's derivative of the scan: every cell
-kind, both directions, padded batches (with empty and full sequences), batches large enough that
-the kernels work in several chunks of steps, 1 to 3 threads (3 splits 5 units unevenly, 8 leaves
-threads without units), both BLAS libraries, stacks, and a float64 reference loop.
+kind (the projected LSTM too), both directions, padded batches (with empty and full sequences),
+batches large enough that the kernels work in several chunks of steps, 1 to 3 threads (3 splits 5
+units unevenly, 8 leaves threads without units), both BLAS libraries, stacks, and a float64
+reference loop.
 """
 
 import functools
@@ -32,6 +33,7 @@ needs_native = pytest.mark.skipif(
 CELLS = {
     "lstm": cells.LSTMCell(5),
     "lstm_nobias": cells.LSTMCell(5, bias=False),
+    "lstm_proj": cells.LSTMCell(5, proj_size=3),
     "gru": cells.GRUCell(5),
     "gru_nobias": cells.GRUCell(5, bias=False),
     "gru_reset_before": cells.GRUCell(5, reset_after=False),
@@ -141,7 +143,7 @@ def test_batch_major_kernels_match_scan(name, monkeypatch, many_cpus):
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "gru_reset_before", "rnn_tanh"])
 @pytest.mark.parametrize("threads", ["1", "3"])
 @pytest.mark.parametrize("batch_major", [False, True])
 def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, many_cpus):
@@ -160,7 +162,8 @@ def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, 
 
 @needs_native
 @pytest.mark.parametrize(
-    "name, segment", [("lstm", 3), ("gru_reset_before", 3), ("rnn_relu", 3), ("gru", 64)]
+    "name, segment",
+    [("lstm", 3), ("lstm_proj", 3), ("gru_reset_before", 3), ("rnn_relu", 3), ("gru", 64)],
 )
 def test_remat_matches_scan(name, segment, monkeypatch):
     # 11 steps in segments of 3 (the last one padded by 1) or in one segment of 64 (53 padding
@@ -239,9 +242,10 @@ def test_gradients_of_some_arguments_skip_the_input_gradient(name):
 
 
 @needs_native
-def test_gate_math_against_float64_loop():
+@pytest.mark.parametrize("proj_size", [0, 4])
+def test_gate_math_against_float64_loop(proj_size):
     # The kernels' own exp/tanh/sigmoid against a plain float64 loop, over saturating inputs.
-    cell = cells.LSTMCell(6)
+    cell = cells.LSTMCell(6, proj_size=proj_size)
     params, xs, s0 = _problem(cell, steps=9, batch=3)
     xs = 8.0 * xs  # drives gates into saturation, where the approximations are tested hardest
     outputs, state = _native.native_recurrence(cell, params, xs, s0)
@@ -261,6 +265,7 @@ def test_gate_math_against_float64_loop():
         rnnjax.GRU,
         rnnjax.RNN,
         functools.partial(rnnjax.GRU, reset_after=False, remat=True),
+        functools.partial(rnnjax.LSTM, proj_size=2),
     ],
 )
 def test_layer_stack_matches_scan(layer):
@@ -302,11 +307,9 @@ def test_auto_resolution_on_cpu():
     # What the kernels do not compute goes to the scan.
     assert resolve_layer("auto", lstm, remat=True, platform="cpu") is Backend.NATIVE
     assert resolve_layer("auto", lstm, dtype=jnp.float64, platform="cpu") is Backend.SCAN
-    assert resolve_layer("auto", cells.GRUCell(4, reset_after=False), platform="cpu") is (
-        Backend.NATIVE
-    )
-    for cell in (cells.LSTMCell(4, proj_size=2), cells.MGUCell(4)):
-        assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
+    for cell in (cells.GRUCell(4, reset_after=False), cells.LSTMCell(4, proj_size=2)):
+        assert resolve_layer("auto", cell, platform="cpu") is Backend.NATIVE
+    assert resolve_layer("auto", cells.MGUCell(4), platform="cpu") is Backend.SCAN
 
     class Peephole(cells.LSTMCell):  # a subclass may change the step: never assumed
         pass
@@ -357,8 +360,8 @@ def test_threads_setting(monkeypatch):
 
 @needs_native
 def test_refusals_name_the_problem():
-    with pytest.raises(ValueError, match="runs the built-in LSTMCell"):
-        resolve_layer("native", cells.LSTMCell(4, proj_size=2), platform="cpu")
+    with pytest.raises(ValueError, match="runs the built-in LSTMCell, GRUCell and ElmanCell"):
+        resolve_layer("native", cells.MGUCell(4), platform="cpu")
     with pytest.raises(ValueError, match="runs float32 inputs, got float16"):
         resolve_layer("native", cells.GRUCell(4), dtype=jnp.float16, platform="cpu")
     with pytest.raises(ValueError, match="runs on CPU, but JAX runs on 'gpu'"):

@@ -141,23 +141,29 @@ def test_kernels_refuse_inconsistent_buffers():
         assert _native.available()
         f32 = lambda *s: jnp.zeros(s, jnp.float32)
         T, B, I, H = 3, 2, 4, 8
-        def forward(x, w_ih, bias, w_hh, b_hn, h0, c0, valid, results=None):
+        def forward(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, results=None, kind=0):
             shapes = results or [(T, B, H), (B, H), (B, H), (0, B, 4 * H), (0, B, H)]
             call = jax.ffi.ffi_call("rnnjax_forward", [jax.ShapeDtypeStruct(s, jnp.float32)
                                     for s in shapes])
-            return call(x, w_ih, bias, w_hh, b_hn, h0, c0, valid, kind=np.int32(0),
+            return call(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, kind=np.int32(kind),
                         reverse=False, keep=False, batch_major=False, threads=np.int32(2))
-        good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(H), f32(B, H),
-                f32(B, H), jnp.ones((T, B), jnp.uint8)]
+        good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(0, 0), f32(H),
+                f32(B, H), f32(B, H), jnp.ones((T, B), jnp.uint8)]
         jax.block_until_ready(forward(*good))
+        P = 3  # a projected LSTM: w_hh [P, 4H], w_hr [H, P], h [B, P]
+        projected = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(P, 4 * H), f32(H, P), f32(H),
+                     f32(B, P), f32(B, H), jnp.ones((T, B), jnp.uint8)]
+        jax.block_until_ready(forward(
+            *projected, results=[(T, B, P), (B, P), (B, H), (0, B, 4 * H), (0, B, H)]))
         cases = {
-            "h0": {5: f32(B, 2 * H)},       # the old heap overflow: a state of another size
-            "c0": {6: f32(B, H // 2)},
-            "b_hn": {4: f32(H // 2)},
+            "h0": {6: f32(B, 2 * H)},       # the old heap overflow: a state of another size
+            "c0": {7: f32(B, H // 2)},
+            "b_hn": {5: f32(H // 2)},
             "bias": {2: f32(3 * H)},
             "w_hh": {3: f32(H, 3 * H)},  # a GRU's
+            "w_hr": {4: f32(H, P)},  # a projection of an LSTM whose w_hh has H rows
             "x rank": {0: f32(T, B)},
-            "valid": {7: jnp.ones((T, B + 1), jnp.uint8)},
+            "valid": {8: jnp.ones((T, B + 1), jnp.uint8)},
         }
         for name, change in cases.items():
             args = [change.get(i, a) for i, a in enumerate(good)]
@@ -166,6 +172,14 @@ def test_kernels_refuse_inconsistent_buffers():
                 print(name, "accepted")
             except Exception as error:
                 print(name, "->", str(error).splitlines()[0])
+        try:  # a projection for a GRU
+            gru = [f32(T, B, I), f32(I, 3 * H), f32(3 * H), f32(P, 3 * H), f32(H, P), f32(H),
+                   f32(B, P), f32(0), jnp.ones((T, B), jnp.uint8)]
+            jax.block_until_ready(forward(*gru, kind=1,
+                                          results=[(T, B, P), (B, P), (0,), (0, B, 4 * H), (0,)]))
+            print("gru projection accepted")
+        except Exception as error:
+            print("gru projection ->", str(error).splitlines()[0])
         try:  # results of another size: h_n of a larger layer
             shapes = [(T, B, 2 * H), (B, 2 * H), (B, H), (0, B, 4 * H), (0, B, H)]
             jax.block_until_ready(forward(*good, results=shapes))
@@ -173,10 +187,11 @@ def test_kernels_refuse_inconsistent_buffers():
         except Exception as error:
             print("results ->", str(error).splitlines()[0])
         call = jax.ffi.ffi_call("rnnjax_backward", [jax.ShapeDtypeStruct(s, jnp.float32) for s
-            in [(T, B, I), (I, 4 * H), (H, 4 * H), (4 * H,), (4 * H,), (B, H), (B, H)]])
+            in [(T, B, I), (I, 4 * H), (H, 4 * H), (0, 0), (4 * H,), (4 * H,), (B, H), (B, H)]])
         try:  # saved activations of another size
             jax.block_until_ready(call(
-                f32(T, B, I), f32(I, 4 * H), f32(H, 4 * H), f32(T, B, 2 * H), f32(T, B, H),
+                f32(T, B, I), f32(I, 4 * H), f32(H, 4 * H), f32(0, 0), f32(T, B, 2 * H),
+                f32(T, B, H),
                 f32(B, H), f32(T, B, H), jnp.ones((T, B), jnp.uint8), f32(T, B, H), f32(B, H),
                 f32(B, H),
                 kind=np.int32(0), reverse=False, need_dx=True, batch_major=False,
@@ -192,7 +207,10 @@ def test_kernels_refuse_inconsistent_buffers():
         "c0 -> INVALID_ARGUMENT: rnnjax: c0 has 8 elements, expected 16",
         "b_hn -> INVALID_ARGUMENT: rnnjax: b_hn has 4 elements, expected 8",
         "bias -> INVALID_ARGUMENT: rnnjax: bias has 24 elements, expected 32",
-        "w_hh -> INVALID_ARGUMENT: rnnjax: w_hh is [8, 24], expected [H, G*H] = [8, 32]",
+        "w_hh -> INVALID_ARGUMENT: rnnjax: w_hh is [8, 24], expected [P, G*H] = [8, 32]",
+        "w_hr -> INVALID_ARGUMENT: rnnjax: w_hr is [8, 3], expected [H, P] with P = w_hh's rows "
+        "below H",
+        "gru projection -> INVALID_ARGUMENT: rnnjax: w_hr (a projection) is for an LSTM only",
         "x rank -> INVALID_ARGUMENT: rnnjax: x is [3, 2], expected [T, B, I]",
         "valid -> INVALID_ARGUMENT: rnnjax: valid is [3, 3], expected [T, B] = [3, 2]",
         "results -> INVALID_ARGUMENT: rnnjax: out has 96 elements, expected 48",

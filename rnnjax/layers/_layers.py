@@ -37,11 +37,11 @@ class Recurrent(abc.ABC):
         (``benchmarks/RESULTS.md``).
       backend: ``"auto"`` (default), ``"scan"``, ``"fused"``, ``"native"`` or ``"cudnn"``; see
         ``rnnjax.Backend``. FUSED computes the weight gradients as large matmuls after the loop
-        (LSTM without projection, reset-after GRU, RNN); NATIVE runs each direction's time loop
-        as compiled C++ with MKL or OpenBLAS matmuls (CPU, float32, those cells and the
-        reset-before GRU; with remat it keeps the states entering segments of about sqrt(T)
-        steps and reruns each); CUDNN runs
-        each LSTM layer as cuDNN's kernel (GPU, float32, no projection, no remat, no lengths).
+        (fusable cells); NATIVE runs each direction's time loop as compiled C++ with MKL or
+        OpenBLAS matmuls (CPU, float32; LSTM with or without projection, GRU with either reset,
+        RNN; with remat it keeps the states entering segments of about sqrt(T) steps and reruns
+        each); CUDNN runs each LSTM layer as cuDNN's kernel (GPU, float32, no projection, no
+        remat, no lengths).
         AUTO picks the measured fastest: NATIVE on CPU where it applies (else the plain scan),
         the fused backward pass on a GPU.
       input_dropout, output_dropout: variational dropout (one mask per sequence, the same at

@@ -14,16 +14,17 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
   before the steps, and in the backward pass ``dW_hh += H_prev^T dZ``, ``dW_ih += X^T dZ``,
   ``dX = dZ W_ih^T`` (the plan of the fused backend, ``backends._fused_vjp``, and of cuDNN).
 
-It runs the built-in LSTM (no projection), GRU (both resets) and Elman cells in float32 on CPU, full
-or packed (``valid``) batches, either direction. The extension is built when the package is
-installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the
-scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not defined for it
-(``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the calls run once
-per vmapped slice; XLA does not partition a custom call, so under a data-parallel mesh
-(``jax.set_mesh``) the calls run under ``jax.shard_map``, each device on its own rows of the batch
-(``_per_device``).
+It runs the built-in LSTM (with or without ``proj_size``), GRU (both resets) and Elman cells in
+float32 on CPU, full or packed (``valid``) batches, either direction. The extension is built when
+the package is installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and
+AUTO keeps the scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not
+defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
+calls run once per vmapped slice; XLA does not partition a custom call, so under a data-parallel
+mesh (``jax.set_mesh``) the calls run under ``jax.shard_map``, each device on its own rows of the
+batch (``_per_device``).
 
-Shapes: T time, B batch, I input, H hidden, G gates. Arrays are time-major.
+Shapes: T time, B batch, I input, H hidden, G gates, P the state's width (``proj_size``, else H).
+Arrays are time-major.
 """
 
 import functools
@@ -146,7 +147,13 @@ def available() -> bool:
 
 def supports(cell: Cell) -> bool:
     """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
-    return type(cell) in _GATES and (cell.one_state_matmul or _reset_before(cell))
+    return type(cell) in _GATES and (
+        cell.one_state_matmul or _reset_before(cell) or _projected(cell)
+    )
+
+
+def _projected(cell: Cell) -> bool:
+    return type(cell) is LSTMCell and cell.fusable and cell.proj_size > 0
 
 
 def _reset_before(cell: Cell) -> bool:
@@ -167,11 +174,11 @@ def native_recurrence(
     """Runs ``cell`` over ``xs: [T, B, I]`` from ``state0`` (leaves ``[B, ...]``).
 
     Args:
-      cell: an LSTM without projection, a GRU or an Elman cell (``supports``).
+      cell: an LSTM, a GRU or an Elman cell (``supports``).
       params: its ``CellParams``.
       xs: inputs ``[T, B, I]`` (``[B, T, I]`` with ``batch_major``); the kernels compute in
         float32 (other dtypes are cast).
-      state0: the initial state, leaves ``[B, H]``.
+      state0: the initial state, leaves ``[B, H]`` (a projected LSTM's hidden ``[B, P]``).
       valid: optional ``[T, B]`` booleans (time-major in either layout); a padded step keeps the
         state and outputs zeros.
       reverse: run from t = T-1 down to 0.
@@ -183,7 +190,7 @@ def native_recurrence(
         only.
 
     Returns:
-      ``(outputs [T, B, H] (or [B, T, H]), final_state)``, the values of the plain scan.
+      ``(outputs [T, B, P] (or [B, T, P]), final_state)``, the values of the plain scan.
     """
     reason = _loading.unavailable_reason()
     if reason is not None:
@@ -230,7 +237,7 @@ def _checkpointed(cell: Cell, reverse: bool, params, xs, state0, valid):
         return state, out
 
     final, outs = jax.lax.scan(segment, state0, (xs, valid), reverse=reverse)
-    return outs.reshape(count * size, batch, cell.hidden_size)[:steps], final
+    return outs.reshape(count * size, batch, cell.output_size)[:steps], final
 
 
 # The cells the kernels compute, with their gate counts.
@@ -246,7 +253,8 @@ def _kind(cell: Cell) -> np.int32:
 
 
 def _kernel_params(cell: Cell, params):
-    """What the kernels read: ``(w_ih, bias, w_hh, b_hn)``; ``bias`` is the projection's."""
+    """What the kernels read: ``(w_ih, bias, w_hh, w_hr, b_hn)``; ``bias`` is the input
+    projection's, ``w_hr`` the LSTM's output projection (``[0, 0]`` where there is none)."""
     # The cell's folded bias: its projection of no input. An empty contraction, which XLA
     # reduces to zeros: a real product of zeros would cost a matmul (30-60 us for one step).
     no_input = params._replace(w_ih=jnp.zeros((0, params.w_ih.shape[1]), params.w_ih.dtype))
@@ -258,7 +266,8 @@ def _kernel_params(cell: Cell, params):
         b_hn = jnp.zeros((hidden,), params.w_ih.dtype)
     # Reset-before's recurrent_weight is its r and z blocks: the kernels read W_hn too.
     w_hh = params.w_hh if _reset_before(cell) else cell.recurrent_weight(params)
-    return params.w_ih, bias, w_hh, b_hn
+    w_hr = params.w_hr if _projected(cell) else jnp.zeros((0, 0), params.w_ih.dtype)
+    return params.w_ih, bias, w_hh, w_hr, b_hn
 
 
 def _reset_after(cell: Cell) -> bool:
@@ -282,15 +291,15 @@ def _f32(*shapes):
 def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, valid, keep: bool):
     """The forward call: ``(outputs, final_state, residuals)``; residuals are empty unless keep."""
     steps, batch = _steps_and_batch(xs, batch_major)
-    hidden = cell.hidden_size
+    hidden, width = cell.hidden_size, cell.output_size
     lstm = isinstance(cell, LSTMCell)
     h0, c0 = (state0.hidden, state0.cell) if lstm else (state0, jnp.zeros((0,), jnp.float32))
     # An Elman layer's backward pass reads its outputs as its activations: none kept apart.
     acts = 3 if _reset_before(cell) else (4 if isinstance(cell, LSTMCell | GRUCell) else 0)
     kept = steps if keep else 0  # zero-size outputs when no backward pass follows
     results = _f32(
-        (batch, steps, hidden) if batch_major else (steps, batch, hidden),
-        (batch, hidden),
+        (batch, steps, width) if batch_major else (steps, batch, width),
+        (batch, width),
         (batch, hidden) if lstm else (0,),
         (kept, batch, acts * hidden),
         (kept if lstm else 0, batch, hidden),
@@ -353,10 +362,12 @@ def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
     lstm = isinstance(cell, LSTMCell)
     dh, dc = (d_final.hidden, d_final.cell) if lstm else (d_final, jnp.zeros((0,), jnp.float32))
     kernel_params, params_vjp = jax.vjp(lambda p: _kernel_params(cell, p), params)
-    w_ih, bias, w_hh, _ = kernel_params
+    w_ih, bias, w_hh, w_hr, _ = kernel_params
     hidden = cell.hidden_size
     dx_shape = xs.shape if need_dx else (0,)
-    results = _f32(dx_shape, w_ih.shape, w_hh.shape, bias.shape, bias.shape, dh.shape, dc.shape)
+    results = _f32(
+        dx_shape, w_ih.shape, w_hh.shape, w_hr.shape, bias.shape, bias.shape, dh.shape, dc.shape
+    )
     kernel = jax.ffi.ffi_call("rnnjax_backward", results, vmap_method="sequential")
     attributes = dict(
         kind=_kind(cell),
@@ -366,11 +377,11 @@ def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
         threads=_threads(cell, _steps_and_batch(xs, batch_major)[1]),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
-    dx, dw_ih, dw_hh, db_proj, db_hw, dh0, dc0 = call(
-        xs, w_ih, w_hh, acts, out, h0, prev_c, valid, d_out, dh, dc
+    dx, dw_ih, dw_hh, dw_hr, db_proj, db_hw, dh0, dc0 = call(
+        xs, w_ih, w_hh, w_hr, acts, out, h0, prev_c, valid, d_out, dh, dc
     )
     d_b_hn = db_hw[2 * hidden :] if _reset_after(cell) else jnp.zeros((hidden,), jnp.float32)
-    (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, d_b_hn))
+    (d_params,) = params_vjp((dw_ih, db_proj, dw_hh, dw_hr, d_b_hn))
     d_state0 = LSTMState(dh0, dc0) if lstm else dh0
     return d_params, dx if need_dx else None, d_state0, np.zeros(valid.shape, jax.dtypes.float0)
 

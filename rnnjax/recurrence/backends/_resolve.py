@@ -177,10 +177,7 @@ def _native_problem(cell: Cell, dtype=None, platform=None) -> str | None:
     """Why NATIVE cannot run this layer, or None; ``dtype`` and ``platform`` are checked when
     given (a layer being built does not know them yet)."""
     if not _native.supports(cell):
-        return (
-            "backend='native' runs the built-in LSTMCell (no proj_size), GRUCell and "
-            f"ElmanCell, got {cell!r}"
-        )
+        return f"backend='native' runs the built-in LSTMCell, GRUCell and ElmanCell, got {cell!r}"
     if dtype is not None and jnp.dtype(dtype) != jnp.float32:
         return f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}"
     if platform is None:

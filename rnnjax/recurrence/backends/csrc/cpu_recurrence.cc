@@ -17,12 +17,15 @@
 // Layout: row-major. x [T, B, I], or [B, T, I] with batch_major (so are out, d_out and dx: a
 // batch-first layer needs no transposes around the calls; the kernels gather a chunk's rows of x
 // into time-major order for its matmuls); the kept activations and states are time-major;
-// w_ih [I, GH] and w_hh [H, GH] (JAX's x @ W layout);
+// w_ih [I, GH] and w_hh [P, GH] (JAX's x @ W layout; P = H but for a projected LSTM);
 // bias [GH] added to the projection (the cell's folded biases); b_hn [H] (reset-after GRU only:
 // inside r * (h W_hn + b_hn)); valid [T, B] uint8 (a padded step keeps the state and outputs
 // zeros). A reset-before GRU multiplies r * h by W_hn: a second product per step, after a second
 // barrier (every rank reads all of r * h), and a second one in the backward step for d(r * h).
 // Gates in PyTorch's order. Steps run t = 0..T-1, or T-1..0 with reverse.
+// A projected LSTM (LSTMP, w_hr [H, P]) carries h = (o * tanh(c)) W_hr of P features as its
+// state and output: a second product per step after a second barrier, and its transpose first
+// in the backward step; dW_hr per chunk from o * tanh(c), recomputed from the kept gates.
 
 #include <Python.h>
 
@@ -71,6 +74,8 @@ std::mutex g_call_mutex;
 struct Shape {
   int64_t T, B, I, H, G, A;
   bool batch_major;
+  int64_t P;  // the state's width: H, or a projected LSTM's proj_size
+  bool projected() const { return P != H; }
   int64_t GH() const { return G * H; }
   // The row of step t of example b in x, out, d_out and dx.
   int64_t IoRow(int64_t t, int64_t b) const { return batch_major ? b * T + t : t * B + b; }
@@ -133,23 +138,31 @@ ffi::Error WrongDims(const char* name, ffi::Span<const int64_t> dims, const std:
 }
 
 ffi::Error ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
-                   ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::U8> valid, int32_t kind,
-                   bool batch_major, int32_t threads, Shape* s) {
+                   ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> w_hr,
+                   ffi::Buffer<ffi::U8> valid, int32_t kind, bool batch_major, int32_t threads,
+                   Shape* s) {
   if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
   if (kind < kLstm || kind > kGruBefore)
     return ffi::Error::InvalidArgument("rnnjax: unknown kind");
   if (threads < 1 || threads > 1024)  // Python caps it at the CPUs allowed
     return ffi::Error::InvalidArgument("rnnjax: threads must be in [1, 1024]");
   auto xd = x.dimensions(), id = w_ih.dimensions(), hd = w_hh.dimensions();
-  auto vd = valid.dimensions();
+  auto rd = w_hr.dimensions(), vd = valid.dimensions();
   if (xd.size() != 3) return WrongDims("x", xd, batch_major ? "[B, T, I]" : "[T, B, I]");
-  if (hd.size() != 2) return WrongDims("w_hh", hd, "[H, G*H]");
+  if (hd.size() != 2) return WrongDims("w_hh", hd, "[P, G*H]");
+  if (rd.size() != 2) return WrongDims("w_hr", rd, "[H, P], or [0, 0] without projection");
+  const bool projected = w_hr.element_count() > 0;
+  if (projected && kind != kLstm)
+    return ffi::Error::InvalidArgument("rnnjax: w_hr (a projection) is for an LSTM only");
   const int64_t steps = batch_major ? xd[1] : xd[0], batch = batch_major ? xd[0] : xd[1];
-  *s = Shape{steps, batch, xd[2], hd[0], Gates(kind), ActsPerUnit(kind), batch_major};
+  const int64_t hidden = projected ? rd[0] : hd[0];
+  *s = Shape{steps, batch, xd[2], hidden, Gates(kind), ActsPerUnit(kind), batch_major, hd[0]};
   auto pair = [](int64_t a, int64_t b) {
     return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
   };
-  if (hd[1] != s->GH()) return WrongDims("w_hh", hd, "[H, G*H] = " + pair(s->H, s->GH()));
+  if (hd[1] != s->GH()) return WrongDims("w_hh", hd, "[P, G*H] = " + pair(s->P, s->GH()));
+  if (projected && (rd[1] != s->P || s->P >= s->H))
+    return WrongDims("w_hr", rd, "[H, P] with P = w_hh's rows below H");
   if (id.size() != 2 || id[0] != s->I || id[1] != s->GH())
     return WrongDims("w_ih", id, "[I, G*H] = " + pair(s->I, s->GH()));
   if (vd.size() != 2 || vd[0] != s->T || vd[1] != s->B)
@@ -176,26 +189,30 @@ struct ForwardArgs {
   Shape s;
   int32_t kind;
   bool reverse, keep;
-  const float *x, *w_ih, *bias, *w_hh, *b_hn, *h0, *c0;
+  const float *x, *w_ih, *bias, *w_hh, *w_hr, *b_hn, *h0, *c0;
   const uint8_t* valid;
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
 // Rank's part of the forward pass: units U of every gate, all rows, all steps. rh [B, H]:
-// reset-before's r * h, which every rank reads whole (a second barrier per step).
+// reset-before's r * h, which every rank reads whole (a second barrier per step); likewise a
+// projected LSTM's o * tanh(c) in rh, whose projection's columns V the rank computes.
 void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
                  std::vector<float>* c_buffers, float* x_chunk, float* rh, int rank,
                  int threads) {
   const Shape& s = a.s;
-  const int64_t B = s.B, H = s.H, G = s.G, A = s.A, C = ChunkSteps(s);
-  const Range u = Share(H, rank, threads);
-  const int64_t n = u.size(), width = G * n;  // this rank's columns of P and hw
-  const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore;
+  const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s);
+  const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
+  const int64_t n = u.size(), width = G * n;  // this rank's columns of the projection and hw
+  const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore, projected = s.projected();
   std::vector<float> w_ih_copy, w_hh_copy;
   const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
-  const float* w_hh_u = GateColumns(a.w_hh, H, s, u, &w_hh_copy);
+  const float* w_hh_u = GateColumns(a.w_hh, P, s, u, &w_hh_copy);
   // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
-  const RightOperand w_step(B, before ? 2 * n : width, H, w_hh_u, width, false, PackPays(s));
+  const RightOperand w_step(B, before ? 2 * n : width, P, w_hh_u, width, false, PackPays(s));
+  const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
+                            PackPays(s));
+  std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
   const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, width, false, PackPays(s));
   const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
   std::vector<float> proj(C * B * width), hw(B * width);
@@ -214,23 +231,26 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
     Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
     for (int64_t step = k; step < k + m; ++step) {
       const int64_t t = TimeAt(step, s, a.reverse);
-      w_step.Multiply(h, H, 0.f, hw.data(), width);
+      w_step.Multiply(h, P, 0.f, hw.data(), width);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
         if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
-        float* out = a.out + s.IoRow(t, b) * H + u.begin;
+        float* out = projected ? nullptr : a.out + s.IoRow(t, b) * H + u.begin;
         if (!a.valid[row]) {
-          std::copy_n(h + at, n, h_new + at);
+          if (!projected) std::copy_n(h + at, n, h_new + at);
+          if (!projected) std::fill_n(out, n, 0.f);
           if (lstm) std::copy_n(c + at, n, c_new + at);
           if (before) std::fill_n(rh + at, n, 0.f);
-          std::fill_n(out, n, 0.f);
           continue;
         }
         const float* p = proj.data() + ((t - t_lo) * B + b) * width;
         const float* hwb = hw.data() + b * width;
         const float* bias = a.bias + u.begin;
         float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
-        if (lstm) {
+        if (projected) {
+          LstmRow(n, p, n, bias, H, hwb, n, c + at, rh + at, c_new + at, unused_out.data(), acts,
+                  H);
+        } else if (lstm) {
           LstmRow(n, p, n, bias, H, hwb, n, c + at, h_new + at, c_new + at, out, acts, H);
         } else if (a.kind == kGru) {
           GruRow(n, p, n, bias, H, hwb, n, a.b_hn + u.begin, h + at, h_new + at, out, acts, H);
@@ -252,13 +272,28 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
                           h + at, h_new + at, a.out + s.IoRow(t, b) * H + u.begin, acts, H);
         }
       }
+      if (projected) {
+        barrier.Wait();  // o * tanh(c) is complete: every rank's columns V of h_P read all of it
+        w_proj.Multiply(rh, H, 0.f, h_new + v.begin, P);
+        for (int64_t b = 0; b < B; ++b) {
+          float* h_p = h_new + b * P + v.begin;
+          float* out = a.out + s.IoRow(t, b) * P + v.begin;
+          if (a.valid[t * B + b]) {
+            std::copy_n(h_p, v.size(), out);
+          } else {
+            std::copy_n(h + b * P + v.begin, v.size(), h_p);
+            std::fill_n(out, v.size(), 0.f);
+          }
+        }
+      }
       std::swap(h, h_new);
       std::swap(c, c_new);
       barrier.Wait();  // the new state is complete: every rank's next product reads all of it
     }
   }
+  const Range state = projected ? v : u;
   for (int64_t b = 0; b < B; ++b) {
-    std::copy_n(h + b * H + u.begin, n, a.h_last + b * H + u.begin);
+    std::copy_n(h + b * P + state.begin, state.size(), a.h_last + b * P + state.begin);
     if (lstm) std::copy_n(c + b * H + u.begin, n, a.c_last + b * H + u.begin);
   }
 }
@@ -267,7 +302,7 @@ void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_b
 // states entering each step; otherwise those outputs have zero size.
 ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
-                   ffi::Buffer<ffi::F32> b_hn, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                   ffi::Buffer<ffi::F32> w_hr, ffi::Buffer<ffi::F32> b_hn, ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
                    ffi::Buffer<ffi::U8> valid, ffi::ResultBuffer<ffi::F32> out,
                    ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
                    ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
@@ -275,22 +310,24 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    bool batch_major, int32_t threads) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, batch_major, threads, &s); e.failure())
+    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s);
+        e.failure())
       return e;
     const bool lstm = kind == kLstm;
-    const int64_t kept = keep ? s.T : 0, state = s.B * s.H;
+    // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
+    const int64_t kept = keep ? s.T : 0, state = s.B * s.P, cells = s.B * s.H;
     RNNJAX_EXPECT("bias", bias.element_count(), s.GH());
     RNNJAX_EXPECT("b_hn", b_hn.element_count(), s.H);
     RNNJAX_EXPECT("h0", h0.element_count(), state);
-    RNNJAX_EXPECT("c0", c0.element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("c0", c0.element_count(), lstm ? cells : 0);
     RNNJAX_EXPECT("out", out->element_count(), s.T * state);
     RNNJAX_EXPECT("h_last", h_last->element_count(), state);
-    RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? cells : 0);
     RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * KeptActsPerUnit(kind) * s.H);
-    RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * state : 0);
+    RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * cells : 0);
     if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
       std::copy_n(h0.typed_data(), state, h_last->typed_data());
-      if (lstm) std::copy_n(c0.typed_data(), state, c_last->typed_data());
+      if (lstm) std::copy_n(c0.typed_data(), cells, c_last->typed_data());
       return ffi::Error::Success();
     }
     ForwardArgs a{s,
@@ -301,6 +338,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                   w_ih.typed_data(),
                   bias.typed_data(),
                   w_hh.typed_data(),
+                  w_hr.typed_data(),
                   b_hn.typed_data(),
                   h0.typed_data(),
                   lstm ? c0.typed_data() : nullptr,
@@ -313,10 +351,10 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
                                        std::vector<float>(state)};
     std::vector<float> c_buffers[2] = {
-        lstm ? std::vector<float>(a.c0, a.c0 + state) : std::vector<float>(),
-        std::vector<float>(lstm ? state : 0)};
+        lstm ? std::vector<float>(a.c0, a.c0 + cells) : std::vector<float>(),
+        std::vector<float>(lstm ? cells : 0)};
     std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
-    std::vector<float> rh(kind == kGruBefore ? state : 0);
+    std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
@@ -333,9 +371,9 @@ struct BackwardArgs {
   Shape s;
   int32_t kind;
   bool reverse;
-  const float *x, *w_ih, *w_hh, *acts, *out, *h0, *prev_c, *d_out, *dh_last, *dc_last;
+  const float *x, *w_ih, *w_hh, *w_hr, *acts, *out, *h0, *prev_c, *d_out, *dh_last, *dc_last;
   const uint8_t* valid;
-  float *dx, *dw_ih, *dw_hh, *db_proj, *db_hw, *dh0, *dc0;
+  float *dx, *dw_ih, *dw_hh, *dw_hr, *db_proj, *db_hw, *dh0, *dc0;
   // The state entering step t of example b is the output of its last valid step before t (a
   // padded step carries the state): entered[t * B + b] is that step's time, or -1 for h0. So
   // the forward pass keeps no [T, B, H] copy of the states.
@@ -343,7 +381,7 @@ struct BackwardArgs {
 
   const float* StateEntering(int64_t t, int64_t b) const {
     const int64_t before = entered[t * s.B + b];
-    return before < 0 ? h0 + b * s.H : out + s.IoRow(before, b) * s.H;
+    return before < 0 ? h0 + b * s.P : out + s.IoRow(before, b) * s.P;
   }
 };
 
@@ -364,23 +402,41 @@ struct BackwardShared {
   std::vector<float> dh[2], dc[2];
   std::vector<float> d_hw, d_proj;  // the chunk's cotangents [C * B, GH]; d_proj: GRU only
   std::vector<float> x_chunk, dx_chunk;  // batch_major: the chunk's x and dx rows, time-major
-  std::vector<float> h_chunk;            // the states entering the chunk's steps [C * B, H]
+  std::vector<float> h_chunk;            // the states entering the chunk's steps [C * B, P]
   std::vector<float> d_rh, rh_chunk;  // reset-before: d(r * h) of a step [B, H]; r * h [C * B, H]
+  // A projected LSTM: the cotangents of h_P [C * B, P] and of o * tanh(c) of a step [B, H] (in
+  // d_rh), and o * tanh(c) of the chunk's steps [C * B, H] (in rh_chunk) for dW_hr.
+  std::vector<float> d_state_chunk;
 };
+
+// o * tanh(c) of every unit of a projected LSTM's step, from its kept gates and entering c.
+void UnprojectedOutput(const float* acts, const float* prev_c, int64_t H, float* row) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = acts[j], f = acts[H + j], g = acts[2 * H + j], o = acts[3 * H + j];
+    row[j] = o * Tanh(f * prev_c[j] + i * g);
+  }
+}
 
 // Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
 // chunk its share of the weight-gradient columns and of the input-gradient rows.
 void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& shared, int rank,
                   int threads) {
   const Shape& s = a.s;
-  const int64_t B = s.B, H = s.H, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
-  const Range u = Share(H, rank, threads);
+  const int64_t B = s.B, H = s.H, P = s.P, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
+  const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size();
   const bool lstm = a.kind == kLstm, gru = a.kind == kGru, before = a.kind == kGruBefore;
+  const bool projected = s.projected();
+  // The rank's columns of the state h: the units U, or a projected LSTM's columns V of h_P.
+  const Range mine_h = projected ? v : u;
   // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed (reset-before: of the r and
   // z blocks; its n block gives d(r * h)[:, U] = dn_t @ W_hn[U, :]^T first).
-  const RightOperand w_back(B, n, before ? 2 * H : GH, a.w_hh + u.begin * GH, GH, true,
-                            PackPays(s));
+  const RightOperand w_back(B, mine_h.size(), before ? 2 * H : GH, a.w_hh + mine_h.begin * GH,
+                            GH, true, PackPays(s));
+  // A projected LSTM: d(o * tanh(c))[:, U] = dh_P_t @ W_hr[U, :]^T.
+  const RightOperand w_proj_back(B, projected ? n : 0, P, a.w_hr + u.begin * P, P, true,
+                                 PackPays(s));
+  const std::vector<float> no_d_out(projected ? n : 0, 0.f);  // folded into dh_P_t
   const RightOperand w_reset_back(B, before ? n : 0, H, a.w_hh + u.begin * GH + 2 * H, GH, true,
                                   PackPays(s));
   float *dh = shared.dh[0].data(), *dh_new = shared.dh[1].data();
@@ -396,6 +452,23 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
       const int64_t t = TimeAt(step, s, a.reverse);
       float* dhw_t = d_hw + (t - t_lo) * B * GH;
       float* dp_t = d_proj + (t - t_lo) * B * GH;
+      if (projected) {  // dh_P_t = dh_P + d_out (zero where padded), then its product
+        float* d_state_t = shared.d_state_chunk.data() + (t - t_lo) * B * P;
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t at = b * P + v.begin;
+          float* total = d_state_t + at;
+          if (a.valid[t * B + b]) {
+            const float* d_out = a.d_out + s.IoRow(t, b) * P + v.begin;
+            for (int64_t j = 0; j < v.size(); ++j) total[j] = dh[at + j] + d_out[j];
+            std::fill_n(dh_new + at, v.size(), 0.f);
+          } else {  // a padded step passes dh_P through
+            std::fill_n(total, v.size(), 0.f);
+            std::copy_n(dh + at, v.size(), dh_new + at);
+          }
+        }
+        barrier.Wait();  // dh_P_t is complete: every rank's product reads all of it
+        w_proj_back.Multiply(d_state_t, P, 0.f, shared.d_rh.data() + u.begin, H);
+      }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
         float* dhw_b = dhw_t + b * GH + u.begin;
@@ -404,7 +477,7 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
             std::fill_n(dhw_b + g * H, n, 0.f);
             if (gru) std::fill_n(dp_t + b * GH + u.begin + g * H, n, 0.f);
           }
-          std::copy_n(dh + at, n, dh_new + at);
+          if (!projected) std::copy_n(dh + at, n, dh_new + at);
           if (lstm) std::copy_n(dc + at, n, dc_new + at);
           continue;
         }
@@ -412,8 +485,11 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
         // An Elman layer's activations are its outputs, laid out as they are.
         const bool elman = a.kind == kTanh || a.kind == kRelu;
         const float* acts = a.acts + (elman ? io_row : row) * A * H + u.begin;
-        const float* d_out = a.d_out + io_row * H + u.begin;
-        if (lstm) {
+        const float* d_out = projected ? nullptr : a.d_out + io_row * H + u.begin;
+        if (projected) {
+          LstmRowGrad(n, acts, H, a.prev_c + row * H + u.begin, shared.d_rh.data() + at,
+                      no_d_out.data(), dc + at, dc_new + at, dhw_b, H);
+        } else if (lstm) {
           LstmRowGrad(n, acts, H, a.prev_c + row * H + u.begin, dh + at, d_out, dc + at,
                       dc_new + at, dhw_b, H);
           std::fill_n(dh_new + at, n, 0.f);
@@ -440,7 +516,7 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
         }
         barrier.Wait();  // the r block of dZ_t is complete
       }
-      w_back.Multiply(dhw_t, GH, 1.f, dh_new + u.begin, H);
+      w_back.Multiply(dhw_t, GH, 1.f, dh_new + mine_h.begin, P);
       std::swap(dh, dh_new);
       std::swap(dc, dc_new);
     }
@@ -451,11 +527,20 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
     // then reads all of them. A padded row's dZ is zero: its state row is zeros, not garbage.
     for (int64_t r = mine.begin; r < mine.end; ++r) {
       const int64_t t = t_lo + r / B, b = r % B;
-      float* row = shared.h_chunk.data() + r * H;
+      float* row = shared.h_chunk.data() + r * P;
       if (a.valid[t * B + b]) {
-        std::copy_n(a.StateEntering(t, b), H, row);
+        std::copy_n(a.StateEntering(t, b), P, row);
       } else {
-        std::fill_n(row, H, 0.f);
+        std::fill_n(row, P, 0.f);
+      }
+      if (projected) {  // o * tanh(c), the projection's input; zeros where padded
+        float* unprojected = shared.rh_chunk.data() + r * H;
+        if (a.valid[t * B + b]) {
+          UnprojectedOutput(a.acts + (t * B + b) * A * H, a.prev_c + (t * B + b) * H, H,
+                            unprojected);
+        } else {
+          std::fill_n(unprojected, H, 0.f);
+        }
       }
       if (before) {  // r * h, the n block's recurrent input; zeros where padded (no r kept)
         const float* reset = a.acts + (t * B + b) * A * H;
@@ -472,8 +557,13 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
     // dW_hh: the entering states' columns, and reset-before's n block from r * h.
     const Range h_cols = before ? Intersect(cols, Range{0, 2 * H}) : cols;
     const Range rh_cols = before ? Intersect(cols, Range{2 * H, GH}) : no_cols;
-    Gemm(true, false, H, h_cols.size(), rows, shared.h_chunk.data(), H, d_hw + h_cols.begin, GH,
+    Gemm(true, false, P, h_cols.size(), rows, shared.h_chunk.data(), P, d_hw + h_cols.begin, GH,
          1.f, a.dw_hh + h_cols.begin, GH);
+    if (projected) {  // dW_hr += (o * tanh(c))^T dh_P, split by columns of P
+      const Range p_cols = Share(P, rank, threads, 1);
+      Gemm(true, false, H, p_cols.size(), rows, shared.rh_chunk.data(), H,
+           shared.d_state_chunk.data() + p_cols.begin, P, 1.f, a.dw_hr + p_cols.begin, P);
+    }
     Gemm(true, false, H, rh_cols.size(), rows, shared.rh_chunk.data(), H, d_hw + rh_cols.begin,
          GH, 1.f, a.dw_hh + rh_cols.begin, GH);
     Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, GH, 1.f,
@@ -491,53 +581,57 @@ void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& share
     barrier.Wait();  // the chunk buffers are read: the next chunk may overwrite them
   }
   for (int64_t b = 0; b < B; ++b) {
-    std::copy_n(dh + b * H + u.begin, n, a.dh0 + b * H + u.begin);
+    std::copy_n(dh + b * P + mine_h.begin, mine_h.size(), a.dh0 + b * P + mine_h.begin);
     if (lstm) std::copy_n(dc + b * H + u.begin, n, a.dc0 + b * H + u.begin);
   }
 }
 
 // Backward: dx [T, B, I] (zero-size unless need_dx: a first layer's inputs need none),
-// dw_ih [I, GH], dw_hh [H, GH], db_proj [GH] (the projection bias's cotangent), db_hw [GH] (GRU:
+// dw_ih [I, GH], dw_hh [P, GH], dw_hr [H, P] (zero-size without projection), db_proj [GH] (the projection bias's cotangent), db_hw [GH] (GRU:
 // that of h W_hh + b_hn, whose last H entries are b_hn's; zeros otherwise), dh0, dc0. An Elman
 // layer passes its outputs as acts.
 ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
-                    ffi::Buffer<ffi::F32> w_hh,
+                    ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> w_hr,
                     ffi::Buffer<ffi::F32> acts, ffi::Buffer<ffi::F32> out,
                     ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> prev_c,
                     ffi::Buffer<ffi::U8> valid,
                     ffi::Buffer<ffi::F32> d_out, ffi::Buffer<ffi::F32> dh_last,
                     ffi::Buffer<ffi::F32> dc_last, ffi::ResultBuffer<ffi::F32> dx,
                     ffi::ResultBuffer<ffi::F32> dw_ih, ffi::ResultBuffer<ffi::F32> dw_hh,
-                    ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
+                    ffi::ResultBuffer<ffi::F32> dw_hr, ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
                     ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                     int32_t kind, bool reverse, bool need_dx, bool batch_major,
                     int32_t threads) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, valid, kind, batch_major, threads, &s); e.failure())
+    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s);
+        e.failure())
       return e;
     const bool lstm = kind == kLstm, gru = kind == kGru;
-    const int64_t state = s.B * s.H, steps = s.T * state;
-    RNNJAX_EXPECT("acts", acts.element_count(), steps * s.A);
+    // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
+    const int64_t state = s.B * s.P, steps = s.T * state, cells = s.B * s.H;
+    RNNJAX_EXPECT("acts", acts.element_count(), s.T * cells * s.A);
     RNNJAX_EXPECT("out", out.element_count(), steps);
     RNNJAX_EXPECT("h0", h0.element_count(), state);
-    RNNJAX_EXPECT("prev_c", prev_c.element_count(), lstm ? steps : 0);
+    RNNJAX_EXPECT("prev_c", prev_c.element_count(), lstm ? s.T * cells : 0);
     RNNJAX_EXPECT("d_out", d_out.element_count(), steps);
     RNNJAX_EXPECT("dh_last", dh_last.element_count(), state);
-    RNNJAX_EXPECT("dc_last", dc_last.element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("dc_last", dc_last.element_count(), lstm ? cells : 0);
     RNNJAX_EXPECT("dx", dx->element_count(), need_dx ? s.T * s.B * s.I : 0);
     RNNJAX_EXPECT("dw_ih", dw_ih->element_count(), s.I * s.GH());
-    RNNJAX_EXPECT("dw_hh", dw_hh->element_count(), s.H * s.GH());
+    RNNJAX_EXPECT("dw_hh", dw_hh->element_count(), s.P * s.GH());
+    RNNJAX_EXPECT("dw_hr", dw_hr->element_count(), w_hr.element_count());
     RNNJAX_EXPECT("db_proj", db_proj->element_count(), s.GH());
     RNNJAX_EXPECT("db_hw", db_hw->element_count(), s.GH());
     RNNJAX_EXPECT("dh0", dh0->element_count(), state);
-    RNNJAX_EXPECT("dc0", dc0->element_count(), lstm ? state : 0);
+    RNNJAX_EXPECT("dc0", dc0->element_count(), lstm ? cells : 0);
     BackwardArgs a{s,
                    kind,
                    reverse,
                    x.typed_data(),
                    w_ih.typed_data(),
                    w_hh.typed_data(),
+                   w_hr.typed_data(),
                    acts.typed_data(),
                    out.typed_data(),
                    h0.typed_data(),
@@ -549,17 +643,19 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                    need_dx ? dx->typed_data() : nullptr,
                    dw_ih->typed_data(),
                    dw_hh->typed_data(),
+                   dw_hr->typed_data(),
                    db_proj->typed_data(),
                    db_hw->typed_data(),
                    dh0->typed_data(),
                    lstm ? dc0->typed_data() : nullptr};
     std::fill_n(a.dw_ih, s.I * s.GH(), 0.f);
-    std::fill_n(a.dw_hh, s.H * s.GH(), 0.f);
+    std::fill_n(a.dw_hh, s.P * s.GH(), 0.f);
+    std::fill_n(a.dw_hr, w_hr.element_count(), 0.f);
     std::fill_n(a.db_proj, s.GH(), 0.f);
     std::fill_n(a.db_hw, s.GH(), 0.f);
     if (s.T == 0 || s.B == 0) {  // the initial state's cotangents are the final state's
       std::copy_n(a.dh_last, state, a.dh0);
-      if (lstm) std::copy_n(a.dc_last, state, a.dc0);
+      if (lstm) std::copy_n(a.dc_last, cells, a.dc0);
       return ffi::Error::Success();
     }
     const int64_t chunk = ChunkSteps(s) * s.B * s.GH();
@@ -567,16 +663,17 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     shared.dh[0].assign(a.dh_last, a.dh_last + state);
     shared.dh[1].resize(state);
     if (lstm) {
-      shared.dc[0].assign(a.dc_last, a.dc_last + state);
-      shared.dc[1].resize(state);
+      shared.dc[0].assign(a.dc_last, a.dc_last + cells);
+      shared.dc[1].resize(cells);
     }
     shared.d_hw.resize(chunk);
     if (gru) shared.d_proj.resize(chunk);
-    shared.h_chunk.resize(ChunkSteps(s) * s.B * s.H);
-    if (kind == kGruBefore) {
-      shared.d_rh.resize(state);
-      shared.rh_chunk.resize(ChunkSteps(s) * s.B * s.H);
+    shared.h_chunk.resize(ChunkSteps(s) * state);
+    if (kind == kGruBefore || s.projected()) {
+      shared.d_rh.resize(cells);
+      shared.rh_chunk.resize(ChunkSteps(s) * cells);
     }
+    if (s.projected()) shared.d_state_chunk.resize(ChunkSteps(s) * state);
     a.entered = EnteringSteps(s, a.valid, reverse);
     if (s.batch_major) {
       shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
@@ -604,6 +701,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Arg<rnnjax::F32>()  // w_ih
                                   .Arg<rnnjax::F32>()  // bias
                                   .Arg<rnnjax::F32>()  // w_hh
+                                  .Arg<rnnjax::F32>()  // w_hr
                                   .Arg<rnnjax::F32>()  // b_hn
                                   .Arg<rnnjax::F32>()  // h0
                                   .Arg<rnnjax::F32>()  // c0
@@ -624,6 +722,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Arg<rnnjax::F32>()  // x
                                   .Arg<rnnjax::F32>()  // w_ih
                                   .Arg<rnnjax::F32>()  // w_hh
+                                  .Arg<rnnjax::F32>()  // w_hr
                                   .Arg<rnnjax::F32>()  // acts
                                   .Arg<rnnjax::F32>()  // out
                                   .Arg<rnnjax::F32>()  // h0
@@ -635,6 +734,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Ret<rnnjax::F32>()  // dx
                                   .Ret<rnnjax::F32>()  // dw_ih
                                   .Ret<rnnjax::F32>()  // dw_hh
+                                  .Ret<rnnjax::F32>()  // dw_hr
                                   .Ret<rnnjax::F32>()  // db_proj
                                   .Ret<rnnjax::F32>()  // db_hw
                                   .Ret<rnnjax::F32>()  // dh0
