@@ -7,6 +7,7 @@ package still installs, and ``rnnjax.recurrence.backends._native.unavailable_rea
 why the layers fall back to the scan.
 """
 
+import glob
 import os
 
 from setuptools import Extension, setup
@@ -35,6 +36,7 @@ def _sanitizer() -> list[str]:
 cpu_recurrence = Extension(
     "rnnjax._cpu_recurrence",
     sources=["rnnjax/recurrence/backends/csrc/cpu_recurrence.cc"],
+    depends=sorted(glob.glob("rnnjax/recurrence/backends/csrc/*.h")),  # rebuilt when one changes
     include_dirs=_xla_ffi_include(),
     language="c++",
     # No -ffast-math: the kernels keep IEEE semantics. These two only let GCC vectorise the

@@ -1,0 +1,205 @@
+// The forward kernel (cpu_recurrence.cc describes the plan): each rank's units of every step, and
+// the FFI handler that checks the buffers and runs the team.
+
+#ifndef RNNJAX_CSRC_FORWARD_H_
+#define RNNJAX_CSRC_FORWARD_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "blas.h"
+#include "gate_math.h"
+#include "kernel_shape.h"
+#include "team.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace rnnjax {
+
+namespace ffi = xla::ffi;
+
+struct ForwardArgs {
+  Shape s;
+  int32_t kind;
+  bool reverse, keep;
+  const float *x, *w_ih, *bias, *w_hh, *w_hr, *b_hn, *h0, *c0;
+  const uint8_t* valid;
+  float *out, *h_last, *c_last, *acts, *prev_c;
+};
+
+// Rank's part of the forward pass: units U of every gate, all rows, all steps. rh [B, H]:
+// reset-before's r * h, which every rank reads whole (a second barrier per step); likewise a
+// projected LSTM's o * tanh(c) in rh, whose projection's columns V the rank computes.
+inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
+                        std::vector<float>* c_buffers, float* x_chunk, float* rh, int rank,
+                        int threads) {
+  const Shape& s = a.s;
+  const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s);
+  const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
+  const int64_t n = u.size(), width = G * n;  // this rank's columns of the projection and hw
+  const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore, projected = s.projected();
+  std::vector<float> w_ih_copy, w_hh_copy;
+  const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
+  const float* w_hh_u = GateColumns(a.w_hh, P, s, u, &w_hh_copy);
+  // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
+  const RightOperand w_step(B, before ? 2 * n : width, P, w_hh_u, width, false, PackPays(s));
+  const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
+                            PackPays(s));
+  std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
+  const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, width, false, PackPays(s));
+  const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
+  std::vector<float> proj(C * B * width), hw(B * width);
+  std::vector<float> scratch_acts(acts_kept ? 0 : B * A * H);  // per example: reset-before
+  float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
+  float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
+  for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
+    const int64_t m = std::min(C, s.T - k);
+    const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
+    const float* x = a.x + t_lo * B * s.I;
+    if (s.batch_major) {  // every rank gathers its share of the chunk's rows, then reads all
+      GatherRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
+      barrier.Wait();
+      x = x_chunk;
+    }
+    Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
+    for (int64_t step = k; step < k + m; ++step) {
+      const int64_t t = TimeAt(step, s, a.reverse);
+      w_step.Multiply(h, P, 0.f, hw.data(), width);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b, at = b * H + u.begin;
+        if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
+        float* out = projected ? nullptr : a.out + s.IoRow(t, b) * H + u.begin;
+        if (!a.valid[row]) {
+          if (!projected) std::copy_n(h + at, n, h_new + at);
+          if (!projected) std::fill_n(out, n, 0.f);
+          if (lstm) std::copy_n(c + at, n, c_new + at);
+          if (before) std::fill_n(rh + at, n, 0.f);
+          continue;
+        }
+        const float* p = proj.data() + ((t - t_lo) * B + b) * width;
+        const float* hwb = hw.data() + b * width;
+        const float* bias = a.bias + u.begin;
+        float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
+        if (projected) {
+          LstmRow(n, p, n, bias, H, hwb, n, c + at, rh + at, c_new + at, unused_out.data(), acts,
+                  H);
+        } else if (lstm) {
+          LstmRow(n, p, n, bias, H, hwb, n, c + at, h_new + at, c_new + at, out, acts, H);
+        } else if (a.kind == kGru) {
+          GruRow(n, p, n, bias, H, hwb, n, a.b_hn + u.begin, h + at, h_new + at, out, acts, H);
+        } else if (before) {
+          GruBeforeRowGates(n, p, n, bias, H, hwb, n, h + at, rh + at, acts, H);
+        } else {
+          ElmanRow(n, p, bias, hwb, a.kind == kRelu, h_new + at, out);
+        }
+      }
+      if (before) {
+        barrier.Wait();  // r * h is complete: every rank's (r * h) W_hn reads all of it
+        w_reset.Multiply(rh, H, 0.f, hw.data() + 2 * n, width);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t row = t * B + b, at = b * H + u.begin;
+          if (!a.valid[row]) continue;
+          const float* p = proj.data() + ((t - t_lo) * B + b) * width;
+          float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
+          GruBeforeRowNew(n, p + 2 * n, a.bias + 2 * H + u.begin, hw.data() + b * width + 2 * n,
+                          h + at, h_new + at, a.out + s.IoRow(t, b) * H + u.begin, acts, H);
+        }
+      }
+      if (projected) {
+        barrier.Wait();  // o * tanh(c) is complete: every rank's columns V of h_P read all of it
+        w_proj.Multiply(rh, H, 0.f, h_new + v.begin, P);
+        for (int64_t b = 0; b < B; ++b) {
+          float* h_p = h_new + b * P + v.begin;
+          float* out = a.out + s.IoRow(t, b) * P + v.begin;
+          if (a.valid[t * B + b]) {
+            std::copy_n(h_p, v.size(), out);
+          } else {
+            std::copy_n(h + b * P + v.begin, v.size(), h_p);
+            std::fill_n(out, v.size(), 0.f);
+          }
+        }
+      }
+      std::swap(h, h_new);
+      std::swap(c, c_new);
+      barrier.Wait();  // the new state is complete: every rank's next product reads all of it
+    }
+  }
+  const Range state = projected ? v : u;
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(h + b * P + state.begin, state.size(), a.h_last + b * P + state.begin);
+    if (lstm) std::copy_n(c + b * H + u.begin, n, a.c_last + b * H + u.begin);
+  }
+}
+
+// Forward. keep (training) fills acts [T, B, A*H] and (LSTM) prev_c [T, B, H], the cell state
+// states entering each step; otherwise those outputs have zero size.
+inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
+                          ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
+                          ffi::Buffer<ffi::F32> w_hr, ffi::Buffer<ffi::F32> b_hn,
+                          ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                          ffi::Buffer<ffi::U8> valid, ffi::ResultBuffer<ffi::F32> out,
+                          ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
+                          ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
+                          int32_t kind, bool reverse, bool keep, bool batch_major,
+                          int32_t threads) {
+  return Guarded([&]() -> ffi::Error {
+    Shape s;
+    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s); e.failure())
+      return e;
+    const bool lstm = kind == kLstm;
+    // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
+    const int64_t kept = keep ? s.T : 0, state = s.B * s.P, cells = s.B * s.H;
+    RNNJAX_EXPECT("bias", bias.element_count(), s.GH());
+    RNNJAX_EXPECT("b_hn", b_hn.element_count(), s.H);
+    RNNJAX_EXPECT("h0", h0.element_count(), state);
+    RNNJAX_EXPECT("c0", c0.element_count(), lstm ? cells : 0);
+    RNNJAX_EXPECT("out", out->element_count(), s.T * state);
+    RNNJAX_EXPECT("h_last", h_last->element_count(), state);
+    RNNJAX_EXPECT("c_last", c_last->element_count(), lstm ? cells : 0);
+    RNNJAX_EXPECT("acts", acts->element_count(), kept * s.B * KeptActsPerUnit(kind) * s.H);
+    RNNJAX_EXPECT("prev_c", prev_c->element_count(), lstm ? kept * cells : 0);
+    if (s.T == 0 || s.B == 0) {  // nothing to run: the final state is the initial one
+      std::copy_n(h0.typed_data(), state, h_last->typed_data());
+      if (lstm) std::copy_n(c0.typed_data(), cells, c_last->typed_data());
+      return ffi::Error::Success();
+    }
+    ForwardArgs a{s,
+                  kind,
+                  reverse,
+                  keep,
+                  x.typed_data(),
+                  w_ih.typed_data(),
+                  bias.typed_data(),
+                  w_hh.typed_data(),
+                  w_hr.typed_data(),
+                  b_hn.typed_data(),
+                  h0.typed_data(),
+                  lstm ? c0.typed_data() : nullptr,
+                  valid.typed_data(),
+                  out->typed_data(),
+                  h_last->typed_data(),
+                  lstm ? c_last->typed_data() : nullptr,
+                  acts->typed_data(),
+                  lstm ? prev_c->typed_data() : nullptr};
+    std::vector<float> h_buffers[2] = {std::vector<float>(a.h0, a.h0 + state),
+                                       std::vector<float>(state)};
+    std::vector<float> c_buffers[2] = {
+        lstm ? std::vector<float>(a.c0, a.c0 + cells) : std::vector<float>(),
+        std::vector<float>(lstm ? cells : 0)};
+    std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
+    std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
+    std::lock_guard<std::mutex> lock(g_call_mutex);
+    const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
+      OneBlasThread one;
+      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), rank, size);
+    });
+    if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
+    return ffi::Error::Success();
+  });
+}
+
+}  // namespace rnnjax
+
+#endif  // RNNJAX_CSRC_FORWARD_H_
