@@ -57,7 +57,8 @@ def _load_config(spec: str):
 
 
 def check_overrides(argv: list, flag_name: str = "config") -> None:
-    """Raises ``ConfigError`` for a ``--config.FIELD=...`` naming no field of the config file."""
+    """Raises ``ConfigError`` for a config file or preset that does not load, or a
+    ``--config.FIELD=...`` naming no field of it."""
     specs = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag_name}=")]
     if specs:
         path = specs[-1].partition(":")[0]
@@ -68,9 +69,12 @@ def check_overrides(argv: list, flag_name: str = "config") -> None:
         for a in argv
         if a.startswith((f"--{flag_name}.", f"--no{flag_name}."))
     ]
-    if not specs or not overrides:
+    if not specs:
         return
-    paths = _field_paths(_load_config(specs[-1]))
+    config = _load_config(specs[-1])  # an unknown preset is one line too, overrides or none
+    if not overrides:
+        return
+    paths = _field_paths(config)
     for field in overrides:
         if field not in paths:
             close = difflib.get_close_matches(field, list(paths), n=1, cutoff=0.6)

@@ -15,3 +15,10 @@ def job_env(**settings) -> dict:
         if k in _CACHE or not k.startswith(("JAX_", "SLURM_", "TPU_"))
     }
     return {**env, **settings}
+
+
+def xla_flags_with_devices(devices: int) -> str:
+    """This process's XLA flags (the tests' settings, conftest.py) and ``devices`` CPU devices."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    kept = [f for f in flags if not f.startswith("--xla_force_host_platform_device_count")]
+    return " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])

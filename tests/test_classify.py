@@ -134,17 +134,16 @@ def _train_command(workdir, *overrides):
 
 
 def test_bad_input_fails_with_one_clear_line(tmp_path, sentiment):
-    no_column = _write_tsv(tmp_path / "no_column.tsv", [("a", 1)], header="text\tlabel")
+    # One command per way an error reaches the user (a data file, a config file, a config
+    # value, a checkpoint of another model): exit status 2 and one line. The other data-file
+    # messages leave by the same handler (the next test, and the reader's own tests above).
     words = _write_tsv(tmp_path / "words.tsv", [("a", "pos")])
-    empty = _write_tsv(tmp_path / "empty.tsv", [])
     trained = tmp_path / "trained"
     base = [f"--config.data.dir={sentiment}", "--config.data.train_file=train.tsv"]
     assert subprocess.run(_train_command(trained, *base), cwd=ROOT, env=ENV,
                           capture_output=True).returncode == 0  # fmt: skip
     cases = {
-        "has no 'sentence' column": [f"--config.data.train_path={no_column}"],
         "label 'pos' is not an integer": [f"--config.data.train_path={words}"],
-        "has no rows after its header": [f"--config.data.train_path={empty}"],
         "config file not found: 'experiments/no.py'": ["--config=experiments/no.py"],
         "was written by a different model: params.": [
             *base, "--config.model.hidden_size=32", f"--workdir={trained}"
@@ -167,6 +166,16 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sentiment):
         assert process.returncode == 2, (message, stderr[-2000:])
         assert message in stderr and "Traceback" not in stderr, (message, stderr[-2000:])
         assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_bad_training_files_raise_what_the_command_prints(tmp_path, sentiment):
+    no_column = _write_tsv(tmp_path / "no_column.tsv", [("a", 1)], header="text\tlabel")
+    empty = _write_tsv(tmp_path / "empty.tsv", [])
+    for path, message in [(no_column, "has no 'sentence' column"),
+                          (empty, "has no rows after its header")]:  # fmt: skip
+        config = _config(sentiment, **{"data.train_path": path})
+        with pytest.raises(data.DataError, match=message):
+            train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_restored(tmp_path):

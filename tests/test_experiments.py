@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -103,9 +104,9 @@ def sentences(tmp_path_factory):
 @pytest.mark.parametrize("task", ["char_lm", "classify"])
 def test_kill_and_resume_ends_bitwise_identical(tmp_path, corpus, sentences, task):
     overrides = [
-        "--config.num_steps=400",
-        "--config.checkpoint_every=100",
-        "--config.log_every=100",
+        "--config.num_steps=200",
+        "--config.checkpoint_every=50",
+        "--config.log_every=50",
         "--config.eval_every=100000",
         "--config.model.dropout=0.1",
     ]
@@ -131,13 +132,13 @@ def test_kill_and_resume_ends_bitwise_identical(tmp_path, corpus, sentences, tas
     assert killed.returncode == -signal.SIGKILL
     assert reference_run.wait(timeout=180) == 0, reference_run.communicate()
     saved = _checkpoint_steps(interrupted)
-    assert saved and saved[-1] < 400
+    assert saved and saved[-1] < 200
 
     resumed = _run(_command(interrupted, *overrides), cpu=cpus[-1])
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming at step {saved[-1]}" in resumed.stdout
-    expected, actual = _restore(reference, 400), _restore(interrupted, 400)
-    assert int(actual["step"]) == 400
+    expected, actual = _restore(reference, 200), _restore(interrupted, 200)
+    assert int(actual["step"]) == 200
     differ = [
         jax.tree_util.keystr(path)
         for (path, a), b in zip(
@@ -194,7 +195,48 @@ def test_overrides_change_the_model(tmp_path, corpus):
 
 
 def test_bad_commands_fail_with_one_clear_line(tmp_path, corpus):
+    # One command per way an error reaches the user (absl's flag parsing, the override check,
+    # loading a config file, the config's validation, reading the data): exit status 2 and one
+    # line. The other messages of each kind are checked in process (the next test): they leave
+    # by the same handler.
     missing = tmp_path / "missing.txt"
+    cases = {
+        "Unknown config field 'model.hiden_size'; did you mean 'model.hidden_size'?": [
+            "--config.model.hiden_size=3"
+        ],
+        "Bad config value: flag --config.num_steps=abc": ["--config.num_steps=abc"],
+        "unknown char_lm preset 'nope'": ["--config=experiments/configs/char_lm.py:nope"],
+        "config.model.cell must be one of ['rnn', 'lstm', 'gru', 'mingru', 'minlstm', 'lru'], "
+        "got 'transformer'": ["--config.model.cell=transformer"],
+        f"data file not found: '{missing}'": [f"--config.data.path={missing}"],
+    }
+    processes = {
+        message: _start(_command(tmp_path / str(i), *args))
+        for i, (message, args) in enumerate(cases.items())
+    }
+    for message, process in processes.items():
+        stdout, stderr = process.communicate(timeout=180)
+        assert process.returncode == 2, (message, stderr[-2000:])
+        assert message in stderr, (message, stderr[-2000:])
+        assert "Traceback" not in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_bad_configs_and_data_files_raise_what_the_command_prints(tmp_path):
+    from experiments import config_cli
+    from experiments.configs import char_lm
+    from rnnjax import data
+
+    with pytest.raises(config_cli.ConfigError, match="Unknown config field 'num_step'; did you"):
+        config_cli.check_overrides([TINY, "--config.num_step=3"])
+    for field, value, message in [
+        ("model.dropout", 1.5, "config.model.dropout must be in [0, 1), got 1.5"),
+        ("batch_size", 0, "config.batch_size must be a positive integer, got 0"),
+    ]:
+        config = char_lm.get_config("tiny")
+        config.update_from_flattened_dict({field: value})
+        with pytest.raises(config_cli.ConfigError, match=re.escape(message)):
+            config_cli.validate(config)
     fake_gz = tmp_path / "fake.txt.gz"
     fake_gz.write_bytes(b"not gzip at all")
     latin = tmp_path / "latin1.txt"
@@ -202,42 +244,16 @@ def test_bad_commands_fail_with_one_clear_line(tmp_path, corpus):
     short = tmp_path / "short.txt.gz"
     with gzip.open(short, "wt") as f:
         f.write("too short")
-    cases = {
-        "Unknown config field 'model.hiden_size'; did you mean 'model.hidden_size'?": [
-            "--config.model.hiden_size=3"
-        ],
-        "Unknown config field 'num_step'; did you mean 'num_steps'": ["--config.num_step=3"],
-        "Bad config value: flag --config.num_steps=abc": ["--config.num_steps=abc"],
-        "config.model.cell must be one of ['rnn', 'lstm', 'gru', 'mingru', 'minlstm', 'lru'], "
-        "got 'transformer'": ["--config.model.cell=transformer"],
-        "config.model.dropout must be in [0, 1), got 1.5": ["--config.model.dropout=1.5"],
-        "config.batch_size must be a positive integer, got 0": ["--config.batch_size=0"],
-        f"data file not found: '{missing}'": [f"--config.data.path={missing}"],
-        "cannot read data file": [f"--config.data.path={fake_gz}"],
-        "is not UTF-8 text": [f"--config.data.path={latin}"],
-        "fewer than the 17 needed": [f"--config.data.path={short}"],
-    }
-    processes = {
-        message: _start(_command(tmp_path / str(i), *args))
-        for i, (message, args) in enumerate(cases.items())
-    }
-    preset = _start(
-        [
-            sys.executable,
-            "-m",
-            "experiments.train",
-            "--config=experiments/configs/char_lm.py:nope",
-            f"--workdir={tmp_path}",
-            "--config.seed=1",
-        ]
-    )
-    processes["unknown char_lm preset 'nope'"] = preset
-    for message, process in processes.items():
-        stdout, stderr = process.communicate(timeout=180)
-        assert process.returncode == 2, (message, stderr[-2000:])
-        assert message in stderr, (message, stderr[-2000:])
-        assert "Traceback" not in stderr, stderr
-        assert len(stderr.strip().splitlines()) == 1, stderr
+    for path, message in [
+        (fake_gz, "cannot read data file"),
+        (latin, "is not UTF-8 text"),
+        (short, "fewer than the 17 needed"),
+    ]:
+        config = char_lm.get_config("tiny")
+        config.data.path = str(path)
+        config_cli.validate(config)
+        with pytest.raises(data.DataError, match=message):
+            train.train_and_evaluate(config, str(tmp_path / f"{path.name}.run"))
 
 
 def test_plot_draws_learning_curves_of_several_runs(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 
 from rnnjax import training
 from tests import _parallel_job as job
-from tests._job_env import job_env
+from tests._job_env import job_env, xla_flags_with_devices
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LOSS_RTOL, PARAM_ATOL = 2e-5, 2e-5
@@ -29,7 +29,7 @@ LOSS_RTOL, PARAM_ATOL = 2e-5, 2e-5
 def _env(devices: int | None) -> dict:
     env = job_env(JAX_PLATFORMS="cpu")
     if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        env["XLA_FLAGS"] = xla_flags_with_devices(devices)
     return env
 
 

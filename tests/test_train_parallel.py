@@ -18,7 +18,7 @@ from jax.sharding import AbstractMesh, AxisType
 from experiments import config_cli, train
 from experiments.configs import char_lm, sst2
 from rnnjax import training
-from tests._job_env import job_env
+from tests._job_env import job_env, xla_flags_with_devices
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL = 2e-5
@@ -46,8 +46,7 @@ def _train_losses(workdir) -> list:
 
 
 def _run(command, *, devices, timeout=180):
-    flags = f"--xla_force_host_platform_device_count={devices}"
-    env = job_env(JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+    env = job_env(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags_with_devices(devices))
     done = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

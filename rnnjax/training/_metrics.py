@@ -3,9 +3,26 @@
 import json
 import math
 import os
+import sys
 import time
 
-import tensorboardX
+
+def _import_tensorboardx():
+    """tensorboardX, without the ``import torch`` it tries at import time only to accept torch
+    tensors (rnnjax logs floats): where torch is installed that import cost every run 1.4 s of
+    start-up and a few hundred MB. A torch imported before is used as it is."""
+    if "torch" in sys.modules:
+        import tensorboardX
+    else:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError, which it handles
+        try:
+            import tensorboardX
+        finally:
+            del sys.modules["torch"]
+    return tensorboardX
+
+
+tensorboardX = _import_tensorboardx()
 
 
 class MetricWriter:
