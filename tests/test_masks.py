@@ -119,7 +119,7 @@ def _reference(name, num_layers, with_mask, with_resets):
     params, x, s0 = _setup(layer)
     if not with_mask:
         x = jnp.nan_to_num(x)
-    return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, s0)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, x, s0)
 
 
 def _check_layer(name, backend, num_layers=1, with_mask=True, with_resets=True):

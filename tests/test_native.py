@@ -89,26 +89,28 @@ def _problem(cell, steps, batch, inputs=3, seed=0):
     return params, xs, s0
 
 
-def _both(cell, params, xs, s0, lengths, reverse, batch_major=False, remat=False):
-    """Values and gradients of the native kernels and of the plain scan, for the same loss; with
+def _results(backend, cell, params, xs, s0, lengths, reverse, batch_major=False, remat=False):
+    """Values, and the loss's value and gradients, of ``backend`` ("native" or "scan"); with
     ``batch_major`` the kernels read ``[B, T, I]`` and write ``[B, T, H]`` themselves, with
     ``remat`` they run in recomputed segments."""
-    results = []
-    for backend in ("native", "scan"):
 
-        def run(p, x, s, backend=backend):
-            if batch_major and backend == "native":
-                x = jnp.swapaxes(x, 0, 1)  # outside the kernels: their layout is batch-major
-                out, state = native_batch_major(cell, p, x, s, lengths, reverse=reverse)
-                return jnp.swapaxes(out, 0, 1), state
-            native_remat = remat and backend == "native"
-            return scan_time_major(
-                cell, p, x, s, lengths, reverse=reverse, remat=native_remat, backend=backend
-            )
+    def run(p, x, s):
+        if batch_major and backend == "native":
+            x = jnp.swapaxes(x, 0, 1)  # outside the kernels: their layout is batch-major
+            out, state = native_batch_major(cell, p, x, s, lengths, reverse=reverse)
+            return jnp.swapaxes(out, 0, 1), state
+        native_remat = remat and backend == "native"
+        return scan_time_major(
+            cell, p, x, s, lengths, reverse=reverse, remat=native_remat, backend=backend
+        )
 
-        grad = jax.jit(jax.value_and_grad(lambda *a, run=run: _loss(run, *a), argnums=(0, 1, 2)))
-        results.append((run(params, xs, s0), grad(params, xs, s0)))
-    return results
+    grad = jax.jit(jax.value_and_grad(lambda *a: _loss(run, *a), argnums=(0, 1, 2)))
+    return run(params, xs, s0), grad(params, xs, s0)
+
+
+def _both(*problem, **options):
+    """``_results`` of the native kernels and of the plain scan, for the same loss."""
+    return [_results(backend, *problem, **options) for backend in ("native", "scan")]
 
 
 def _assert_close(got, want, rtol=2e-5, atol=2e-6):
@@ -119,14 +121,14 @@ def _assert_close(got, want, rtol=2e-5, atol=2e-6):
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("threads", ["2", "8"])
-def test_kernels_match_scan(name, reverse, padded, threads, monkeypatch, many_cpus):
-    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+def test_kernels_match_scan(name, reverse, padded, monkeypatch, many_cpus):
     cell = CELLS[name]
-    params, xs, s0 = _problem(cell, steps=6, batch=4)
+    problem = (cell, *_problem(cell, steps=6, batch=4))
     lengths = jnp.array([6, 0, 2, 5]) if padded else None
-    got, want = _both(cell, params, xs, s0, lengths, reverse)
-    _assert_close(got, want)
+    want = _results("scan", *problem, lengths, reverse)
+    for threads in ("2", "8"):
+        monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+        _assert_close(_results("native", *problem, lengths, reverse), want)
 
 
 @needs_native
@@ -144,20 +146,22 @@ def test_batch_major_kernels_match_scan(name, monkeypatch, many_cpus):
 
 @needs_native
 @pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "gru_reset_before", "rnn_tanh"])
-@pytest.mark.parametrize("threads", ["1", "3"])
-@pytest.mark.parametrize("batch_major", [False, True])
-def test_several_chunks_of_steps(name, threads, batch_major, blas, monkeypatch, many_cpus):
-    # 512 // 160 = 3 steps per chunk: 11 steps are chunks of 3, 3, 3 and 2, in both directions.
-    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+def test_several_chunks_of_steps(name, blas, monkeypatch, many_cpus):
+    # 512 // 160 = 3 steps per chunk: 11 steps are chunks of 3, 3, 3 and 2, in both directions;
+    # 1 and 3 threads, time- and batch-major.
     cell = CELLS[name]
-    params, xs, s0 = _problem(cell, steps=11, batch=160)
+    problem = (cell, *_problem(cell, steps=11, batch=160))
     lengths = jnp.asarray(np.random.default_rng(0).integers(0, 12, 160))
     for reverse in (False, True):
-        got, want = _both(cell, params, xs, s0, lengths, reverse, batch_major)
-        # Gradients sum over 1760 rows: compare them relative to their scale.
-        _assert_close(got[0], want[0])
-        for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
-            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+        want = _results("scan", *problem, lengths, reverse)
+        for threads, batch_major in [("1", False), ("1", True), ("3", False), ("3", True)]:
+            monkeypatch.setenv("RNNJAX_NATIVE_THREADS", threads)
+            got = _results("native", *problem, lengths, reverse, batch_major)
+            # Gradients sum over 1760 rows: compare them relative to their scale.
+            _assert_close(got[0], want[0])
+            for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
+                scale = float(jnp.max(jnp.abs(w)))
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * scale)
 
 
 @needs_native

@@ -59,7 +59,7 @@ def _reference(model, params, tokens):
 
 def test_forward_matches_float64_reference():
     params, tokens = _params(), _tokens((2, 9))
-    logits, state = MODEL.apply(params, tokens)
+    logits, state = jax.jit(MODEL.apply)(params, tokens)  # one compilation, not one per op
     assert state is None and logits.shape == (2, 9, 11)
     np.testing.assert_allclose(logits, _reference(MODEL, params, tokens), rtol=1e-4, atol=1e-4)
 

@@ -71,7 +71,7 @@ def test_gradients_match_finite_differences(name):
             outputs, state = rnnjax.unroll(cell, params, xs, length=5)
             return jnp.sum(jnp.sin(outputs)) + sum(jnp.sum(s**2) for s in jax.tree.leaves(state))
 
-        check_grads(loss, (params64, xs64), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+        check_grads(jax.jit(loss), (params64, xs64), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", CELLS)
