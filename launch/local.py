@@ -32,6 +32,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def with_cpu_devices(xla_flags: str, devices: int) -> str:
+    """``xla_flags`` with its CPU device count (if any) replaced by ``devices``."""
+    flags = [f for f in xla_flags.split() if not f.startswith(_DEVICE_FLAG)]
+    return " ".join([*flags, f"{_DEVICE_FLAG}={devices}"])
+
+
 def _child_env(args, index: int, port: int) -> dict:
     env = dict(os.environ)
     env.update(
@@ -41,8 +47,7 @@ def _child_env(args, index: int, port: int) -> dict:
         PYTHONUNBUFFERED="1",  # lines reach the log before a crash
     )
     if args.cpu_devices:
-        flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
-        env["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_FLAG}={args.cpu_devices}"])
+        env["XLA_FLAGS"] = with_cpu_devices(env.get("XLA_FLAGS", ""), args.cpu_devices)
         env["JAX_PLATFORMS"] = "cpu"
     if args.gpus_per_process:
         first = index * args.gpus_per_process

@@ -2,6 +2,8 @@
 
 import os
 
+from launch.local import with_cpu_devices
+
 # The test run's compilation cache (conftest.py): kept, unlike the other JAX settings.
 _CACHE = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
@@ -19,6 +21,4 @@ def job_env(**settings) -> dict:
 
 def xla_flags_with_devices(devices: int) -> str:
     """This process's XLA flags (the tests' settings, conftest.py) and ``devices`` CPU devices."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    kept = [f for f in flags if not f.startswith("--xla_force_host_platform_device_count")]
-    return " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])
+    return with_cpu_devices(os.environ.get("XLA_FLAGS", ""), devices)

@@ -72,8 +72,10 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
         if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
         float* out = projected ? nullptr : a.out + s.IoRow(t, b) * H + u.begin;
         if (!a.valid[row]) {
-          if (!projected) std::copy_n(h + at, n, h_new + at);
-          if (!projected) std::fill_n(out, n, 0.f);
+          if (!projected) {  // a projected state is carried after the projection
+            std::copy_n(h + at, n, h_new + at);
+            std::fill_n(out, n, 0.f);
+          }
           if (lstm) std::copy_n(c + at, n, c_new + at);
           if (before) std::fill_n(rh + at, n, 0.f);
           continue;
