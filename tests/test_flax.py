@@ -1,8 +1,8 @@
 """rnnjax.flax: linen and NNX modules give the pure layers' numbers with Flax's bookkeeping.
 
 The pure layers are tested against float64 loops elsewhere; here the modules are compared with
-the pure layer on the same parameters (exactly), with torch.nn.LSTM (two-line import), and with
-flax.linen.RNN(OptimizedLSTMCell) on weights mapped by hand.
+the pure layer on the same parameters (exactly; NNX's gradients to an ulp), with torch.nn.LSTM
+(two-line import), and with flax.linen.RNN(OptimizedLSTMCell) on weights mapped by hand.
 """
 
 import subprocess
@@ -78,7 +78,11 @@ def test_linen_and_nnx_equal_pure_layer_values_and_gradients(name):
     chex.assert_trees_all_equal(linen[0], want)
     chex.assert_trees_all_equal(linen[1], (rf.to_flax_params(layer, g_params), g_x, g_s0))
     chex.assert_trees_all_equal(nnx_out, want)
-    chex.assert_trees_all_equal(nnx.to_pure_dict(nnx_grads), rf.to_flax_params(layer, g_params))
+    # NNX differentiates with respect to the parameters only, the pure run also with respect to
+    # x and s0: another backward program, whose sums XLA may fuse in another order (one ulp).
+    chex.assert_trees_all_close(
+        nnx.to_pure_dict(nnx_grads), rf.to_flax_params(layer, g_params), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_parameter_names_and_init_follow_the_pure_layer():
