@@ -11,13 +11,13 @@ compiling it again (the kill-and-resume test of the classifier ran in 74 s inste
 XLA:CPU compiles for speed of compiling in the tests and their jobs (``TEST_XLA_FLAGS``): most
 of a test's time is compiling many small programs once. LLVM optimises at level 0 (the same
 tests ran 20-25% faster), fusions go through XLA's older elemental emitters instead of its
-fusion emitters (the classifier's trainer started in 11.5 s instead of 17.8, the whole suite
-took 7.5 min instead of 11.8 with the next flag too) and each module is compiled in one piece, not split for parallel
-codegen (8% less). The HLO is optimised as usual, so the tests check the programs that users
-run, compiled by another LLVM pipeline: no float arithmetic is reordered by LLVM's levels, but
-the two emitters may fuse a reduction differently (one ulp; see tests/test_flax.py).
-Benchmarks and experiments run with XLA's defaults. A flag that a future jaxlib no longer
-knows (XLA aborts on one) is dropped after a probe in a subprocess.
+fusion emitters (the classifier's trainer started in 11.5 s instead of 17.8), and each module
+is compiled in one piece, not split for parallel codegen (8% less). With the three, the suite
+took 7.5 min instead of 11.8 (2 cores, 2026-12-03). The HLO is optimised as usual, so the tests
+check the programs that users run, compiled by another LLVM pipeline: LLVM's levels reorder no
+float arithmetic, but the two emitters may fuse a reduction differently (one ulp; see
+tests/test_flax.py). Benchmarks and experiments run with XLA's defaults. A flag that a future
+jaxlib no longer knows (XLA aborts on one) is dropped after a probe in a subprocess.
 """
 
 import os
