@@ -41,14 +41,15 @@ def _known_to_xla(flags: list[str]) -> bool:
     return done.returncode == 0
 
 
-if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller decides once for every worker
+_CONTROLLER = "PYTEST_XDIST_WORKER" not in os.environ  # decides once for every xdist worker
+if _CONTROLLER:
     _flags = os.environ.get("XLA_FLAGS", "").split()
     _added = [f for f in TEST_XLA_FLAGS if f not in _flags]
     if _added and not _known_to_xla([*_flags, *_added]):
         _added = [f for f in _added if _known_to_xla([*_flags, f])]
     os.environ["XLA_FLAGS"] = " ".join([*_flags, *_added])
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
-if _OWN_CACHE and "PYTEST_XDIST_WORKER" not in os.environ:
+if _OWN_CACHE and _CONTROLLER:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnjax-tests-jax-cache-")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
@@ -59,5 +60,5 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def pytest_unconfigure(config):
-    if _OWN_CACHE and not hasattr(config, "workerinput"):  # the run's own directory, once
+    if _OWN_CACHE and _CONTROLLER:  # the run's own directory, once
         shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR", ""), ignore_errors=True)

@@ -20,7 +20,6 @@ from rnnjax.interop import torch as interop  # noqa: E402
 TOL = dict(rtol=1e-5, atol=1e-6)
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru")
 B = 4
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 class Case(typing.NamedTuple):
@@ -121,11 +120,9 @@ def run_case(case):
 
     s0 = None if not h0 else tuple(t.detach().numpy() for t in h0)
     s0 = s0[0] if s0 is not None and len(s0) == 1 else s0
-    # One compilation per case is several times faster than running the scans op by op, and
-    # XLA's cheapest optimisation level halves that compile time on these tiny shapes.
-    grad_fn = jax.jit(
-        jax.grad(loss, argnums=(0, 1, 2), has_aux=True), compiler_options=FAST_COMPILE
-    )
+    # One compilation per case is several times faster than running the scans op by op (the
+    # compile-speed settings are the whole run's, tests/conftest.py).
+    grad_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))
     grads, leaves = grad_fn(params, x.detach().numpy(), s0)
     names = ["output", "h_n", "c_n"]
     pairs = [
