@@ -382,3 +382,37 @@ def test_refusals_name_the_problem():
         rnnjax.unroll(cells.GRUCell(4), None, jnp.zeros((3, 2)), backend="native")
     with pytest.raises(ValueError, match="blas must be one of"):
         _native.use_blas("atlas")
+
+
+def _huge_pages_kib() -> int:
+    with open("/proc/self/smaps_rollup") as rollup:
+        return next(int(line.split()[1]) for line in rollup if line.startswith("AnonHugePages:"))
+
+
+def _transparent_huge_pages() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "absent"
+
+
+@needs_native
+@pytest.mark.skipif(
+    _transparent_huge_pages() != "madvise",
+    reason="only where transparent huge pages are given on advice ('madvise') does it show",
+)
+def test_large_outputs_are_advised_huge_pages():
+    # A 16 MiB output is written on 2 MiB pages (csrc/huge_pages.h): the process gains at least
+    # the whole huge pages inside the buffer while the result lives.
+    layer = rnnjax.RNN(512, backend="native")
+    params = layer.init(jax.random.key(0), 8)
+    x = jax.random.normal(jax.random.key(1), (16, 512, 8))
+    run = jax.jit(lambda p, x: layer(p, x)[0])
+    jax.block_until_ready(run(params, x[:, :4]))  # compiled and warm: only the output is new
+    before = _huge_pages_kib()
+    out = jax.block_until_ready(run(params, x))
+    assert out.nbytes == 16 << 20
+    assert _huge_pages_kib() - before >= 14 << 10
+    want = rnnjax.RNN(512, backend="scan")(params, x[:2, :64])[0]
+    _assert_close(out[:2, :64], want)

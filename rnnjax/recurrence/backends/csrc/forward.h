@@ -12,6 +12,7 @@
 
 #include "blas.h"
 #include "gate_math.h"
+#include "huge_pages.h"
 #include "kernel_shape.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
@@ -192,6 +193,9 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         std::vector<float>(lstm ? cells : 0)};
     std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
     std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
+    AdviseHugePages(a.out, out->element_count() * sizeof(float));
+    AdviseHugePages(a.acts, acts->element_count() * sizeof(float));
+    if (lstm) AdviseHugePages(a.prev_c, prev_c->element_count() * sizeof(float));
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
