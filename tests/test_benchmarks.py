@@ -85,6 +85,17 @@ def test_rnn_vs_transformer_compares_equal_evaluations_only(tmp_path):
     assert all(os.path.exists(p) for p in result["pngs"])
 
 
+def test_mixed_precision_inference_on_auto_times_the_scan_too(capsys):
+    mixed_precision.main(
+        ["--shape", "2,3,4,8", "--repeats", "1", "--mode", "infer", "--cells", "gru"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("inference, 2,3,4,8 (B,T,I,H), backend auto")
+    assert lines[1].endswith("| bf16 / f32 | bf16 on the scan ms |")
+    name, *times = (v.strip() for v in lines[3].strip("|").split("|"))
+    assert name == "gru" and len(times) == 4 and all(float(t) > 0 for t in times)
+
+
 def test_mixed_precision_prints_the_ratio(capsys):
     mixed_precision.main(["--shape", "2,3,4,8", "--repeats", "1", "--backend", "scan"])
     lines = capsys.readouterr().out.splitlines()

@@ -14,7 +14,7 @@ import pytest
 
 import rnnjax
 from rnnjax import cells
-from rnnjax.recurrence.backends import Backend, resolve_layer
+from rnnjax.recurrence.backends import Backend, _native, resolve_layer
 from tests import reference
 
 B, T, IN, H = 3, 12, 5, 8
@@ -101,10 +101,14 @@ def test_bfloat16_gradients_point_where_float32_gradients_point():
 
 def test_backends_and_bad_arguments():
     mixed = cells.MixedPrecisionCell(cells.LSTMCell(H))
-    assert resolve_layer("auto", mixed, platform="cpu") is Backend.SCAN
+    # The native kernels run bfloat16 with MKL's bf16 GEMM (tests/test_native_bf16.py).
+    on_cpu = Backend.NATIVE if _native.has_bf16() else Backend.SCAN
+    assert resolve_layer("auto", mixed, platform="cpu") is on_cpu
     assert resolve_layer("auto", mixed, platform="gpu") is Backend.FUSED
     with pytest.raises(ValueError, match="backend='native' runs the built-in"):
-        rnnjax.Stack(cell=mixed, backend="native")
+        rnnjax.Stack(
+            cell=cells.MixedPrecisionCell(cells.LSTMCell(H), jnp.float16), backend="native"
+        )
     with pytest.raises(ValueError, match="cell must be fusable"):
         cells.MixedPrecisionCell(cells.IndRNNCell(H))
     with pytest.raises(ValueError, match="compute_dtype must be a floating dtype"):

@@ -146,7 +146,8 @@ def test_kernels_refuse_inconsistent_buffers():
             call = jax.ffi.ffi_call("rnnjax_forward", [jax.ShapeDtypeStruct(s, jnp.float32)
                                     for s in shapes])
             return call(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, kind=np.int32(kind),
-                        reverse=False, keep=False, batch_major=False, threads=np.int32(2))
+                        reverse=False, keep=False, batch_major=False, threads=np.int32(2),
+                        bf16=False)
         good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(0, 0), f32(H),
                 f32(B, H), f32(B, H), jnp.ones((T, B), jnp.uint8)]
         jax.block_until_ready(forward(*good))

@@ -15,7 +15,14 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
   ``dX = dZ W_ih^T`` (the plan of the fused backend, ``backends._fused_vjp``, and of cuDNN).
 
 It runs the built-in LSTM (with or without ``proj_size``), GRU (both resets) and Elman cells in
-float32 on CPU, full or packed (``valid``) batches, either direction. The extension is built when
+float32 on CPU, full or packed (``valid``) batches, either direction; and those cells under a
+``MixedPrecisionCell`` policy of ``jnp.bfloat16`` where the BLAS has a bf16 GEMM (MKL's,
+``has_bf16``): the forward kernel rounds the operands of the cell's two matmuls (``x @ W_ih``,
+``h @ W_hh``) to bfloat16 and sums their products in float32, as the policy defines; the scan
+also rounds each product's result to bfloat16 (its dots' output dtype), so the two agree to
+bfloat16's precision, not bitwise. The backward kernel is the float32 one: the gradient of the
+rounded forward pass with the rounding passed straight through, in float32 throughout, where the
+scan's matmul cotangents are bfloat16. The extension is built when
 the package is installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and
 AUTO keeps the scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not
 defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
@@ -35,16 +42,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState
+from rnnjax.cells import Cell, ElmanCell, GRUCell, LSTMCell, LSTMState, MixedPrecisionCell
 from rnnjax.recurrence.backends import _native_loading as _loading
 from rnnjax.recurrence.backends._autodiff import forward_mode_hint, reverse_mode_only
-from rnnjax.recurrence.backends._native_loading import blas, unavailable_reason, use_blas
+from rnnjax.recurrence.backends._native_loading import (
+    blas,
+    has_bf16,
+    unavailable_reason,
+    use_blas,
+)
 from rnnjax.recurrence.backends._per_device import per_device
 
 __all__ = [
     "allowed_cpus",
     "available",
     "blas",
+    "has_bf16",
     "native_recurrence",
     "supports",
     "threads_for",
@@ -146,10 +159,31 @@ def available() -> bool:
 
 
 def supports(cell: Cell) -> bool:
-    """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no)."""
-    return type(cell) in _GATES and (
-        cell.one_state_matmul or _reset_before(cell) or _projected(cell)
+    """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no); a
+    ``MixedPrecisionCell`` of such a cell with a bfloat16 (or float32) policy too, the bfloat16
+    one where the BLAS has a bf16 GEMM (``has_bf16``)."""
+    inner, bf16 = _unwrap(cell)
+    return (
+        bf16 is not None
+        and type(inner) in _GATES
+        and (inner.one_state_matmul or _reset_before(inner) or _projected(inner))
     )
+
+
+def needs_bf16(cell: Cell) -> bool:
+    """Whether ``cell`` is a bfloat16 ``MixedPrecisionCell`` (its kernels need ``has_bf16``)."""
+    return _unwrap(cell)[1] is True
+
+
+def _unwrap(cell: Cell) -> tuple[Cell, bool | None]:
+    """``(the cell the kernels compute, whether its matmul operands are rounded to bf16)``;
+    ``(cell, None)`` for a precision policy the kernels do not compute (float16)."""
+    if type(cell) is not MixedPrecisionCell:
+        return cell, False
+    dtype = jnp.dtype(cell.compute_dtype)
+    if dtype == jnp.float32:  # the wrapped cell's own numbers
+        return cell.cell, False
+    return cell.cell, True if dtype == jnp.bfloat16 else None
 
 
 def _projected(cell: Cell) -> bool:
@@ -174,7 +208,8 @@ def native_recurrence(
     """Runs ``cell`` over ``xs: [T, B, I]`` from ``state0`` (leaves ``[B, ...]``).
 
     Args:
-      cell: an LSTM, a GRU or an Elman cell (``supports``).
+      cell: an LSTM, a GRU or an Elman cell, or one under a bfloat16 ``MixedPrecisionCell``
+        (``supports``).
       params: its ``CellParams``.
       xs: inputs ``[T, B, I]`` (``[B, T, I]`` with ``batch_major``); the kernels compute in
         float32 (other dtypes are cast).
@@ -195,6 +230,9 @@ def native_recurrence(
     reason = _loading.unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
+    cell, bf16 = _unwrap(cell)
+    if bf16 and not has_bf16():
+        raise RuntimeError(f"backend='native' runs bfloat16 matmuls with MKL only, not {blas()}")
     if valid is None:
         valid = jnp.ones(_steps_and_batch(xs, batch_major), jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
@@ -202,9 +240,9 @@ def native_recurrence(
     if remat and batch_major:
         raise ValueError("remat runs time-major inputs [T, B, I]: pass batch_major=False")
     if remat:
-        kernel = functools.partial(_checkpointed, cell, reverse)
+        kernel = functools.partial(_checkpointed, cell, reverse, bf16)
     else:
-        kernel = functools.partial(_recurrence, cell, reverse, batch_major)
+        kernel = functools.partial(_recurrence, cell, reverse, batch_major, bf16)
     batched = (xs, state0, valid.astype(jnp.uint8))
     x_axis = 0 if batch_major else 1
     with forward_mode_hint("native"):
@@ -218,7 +256,7 @@ def segment_steps(steps: int) -> int:
     return min(steps, max(64, math.isqrt(max(steps - 1, 0)) + 1))
 
 
-def _checkpointed(cell: Cell, reverse: bool, params, xs, state0, valid):
+def _checkpointed(cell: Cell, reverse: bool, bf16: bool, params, xs, state0, valid):
     """``_recurrence`` over segments of ``segment_steps`` steps under ``jax.checkpoint``: the
     forward pass keeps the outputs and the state entering each segment; the backward pass reruns
     one segment's forward call (keeping its activations), then its backward call. Padding steps
@@ -233,7 +271,7 @@ def _checkpointed(cell: Cell, reverse: bool, params, xs, state0, valid):
     @jax.checkpoint
     def segment(state, x_and_valid):
         x, v = x_and_valid
-        out, state = _recurrence(cell, reverse, False, params, x, state, v)
+        out, state = _recurrence(cell, reverse, False, bf16, params, x, state, v)
         return state, out
 
     final, outs = jax.lax.scan(segment, state0, (xs, valid), reverse=reverse)
@@ -288,7 +326,7 @@ def _f32(*shapes):
     return [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
 
-def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, valid, keep: bool):
+def _forward(cell, reverse, batch_major, bf16, params, xs, state0, valid, keep: bool):
     """The forward call: ``(outputs, final_state, residuals)``; residuals are empty unless keep."""
     steps, batch = _steps_and_batch(xs, batch_major)
     hidden, width = cell.hidden_size, cell.output_size
@@ -311,19 +349,20 @@ def _forward(cell: Cell, reverse: bool, batch_major: bool, params, xs, state0, v
         keep=keep,
         batch_major=batch_major,
         threads=_threads(cell, batch),
+        bf16=bf16,
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     out, h, c, *residuals = call(xs, *_kernel_params(cell, params), h0, c0, valid)
     return out, LSTMState(h, c) if lstm else h, residuals
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _recurrence(cell, reverse, batch_major, params, xs, state0, valid):
-    out, final, _ = _forward(cell, reverse, batch_major, params, xs, state0, valid, keep=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _recurrence(cell, reverse, batch_major, bf16, params, xs, state0, valid):
+    out, final, _ = _forward(cell, reverse, batch_major, bf16, params, xs, state0, valid, False)
     return out, final
 
 
-def _recurrence_fwd(cell, reverse, batch_major, params, xs, state0, valid):
+def _recurrence_fwd(cell, reverse, batch_major, bf16, params, xs, state0, valid):
     # symbolic_zeros: every argument leaf comes as CustomVJPPrimal(value, perturbed). Inputs
     # that carry no derivative (the data entering a first layer) need no input gradient, a
     # tenth of an Elman layer's backward work.
@@ -332,7 +371,7 @@ def _recurrence_fwd(cell, reverse, batch_major, params, xs, state0, valid):
         lambda leaf: leaf.value, (params, xs, state0, valid), is_leaf=_is_primal
     )
     out, final, residuals = _forward(
-        cell, reverse, batch_major, params, xs, state0, valid, keep=True
+        cell, reverse, batch_major, bf16, params, xs, state0, valid, keep=True
     )
     if isinstance(cell, ElmanCell):
         residuals[0] = out
@@ -352,7 +391,8 @@ def _materialize(cotangent):
     return cotangent
 
 
-def _recurrence_bwd(cell, reverse, batch_major, residuals, cotangents):
+def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
+    del bf16  # the float32 backward pass: see the module's docstring
     params, xs, valid, (acts, prev_c, out, h0), need_dx = residuals
     d_out, d_final = jax.tree.map(
         _materialize,

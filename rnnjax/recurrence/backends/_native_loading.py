@@ -21,9 +21,20 @@ def _library_dirs() -> list[str]:
     return [os.path.join(prefix, "lib") for prefix in dict.fromkeys((sys.prefix, sys.base_prefix))]
 
 
+# MKL's bfloat16 GEMM (bf16 operands, float32 products and sums) and its packed API, for
+# MixedPrecisionCell layers; optional: an MKL without them (before 2020) runs float32 only.
+_MKL_BF16 = (
+    "cblas_gemm_bf16bf16f32",
+    "cblas_gemm_bf16bf16f32_pack_get_size",
+    "cblas_gemm_bf16bf16f32_pack",
+    "cblas_gemm_bf16bf16f32_compute",
+)
+
+
 def _mkl_addresses():
-    """MKL's sgemm, packed-matrix API and per-thread thread count, or None where the ``mkl`` wheel
-    is not installed; raises OSError or AttributeError where it is but does not load.
+    """MKL's sgemm, packed-matrix API, per-thread thread count and, or None each, bfloat16 GEMM
+    (``_MKL_BF16``), or None where the ``mkl`` wheel is not installed; raises OSError or
+    AttributeError where it is but does not load.
 
     Where rnnjax is MKL's first user in the process it also selects MKL's sequential layer (no
     OpenMP runtime loaded: the kernels thread themselves); where another library (e.g. NumPy in
@@ -41,6 +52,8 @@ def _mkl_addresses():
             names = ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack")
             names += ("cblas_sgemm_compute", "MKL_Set_Num_Threads_Local")
             addresses = [_address(mkl, name, path) for name in names]
+            bf16 = [_address(mkl, name, path) for name in _MKL_BF16 if hasattr(mkl, name)]
+            addresses += bf16 if len(bf16) == len(_MKL_BF16) else [None] * len(_MKL_BF16)
             set_layer = getattr(mkl, "MKL_Set_Threading_Layer", None)
             if set_layer is None:
                 raise AttributeError(f"{path} has no symbol MKL_Set_Threading_Layer")
@@ -71,7 +84,7 @@ def _openblas_addresses():
     sgemm = _address(blas, "scipy_cblas_sgemm", path)
     _address(blas, "scipy_openblas_set_num_threads", path)  # present, or a clear error
     blas.scipy_openblas_set_num_threads(1)
-    return [sgemm, None, None, None, None]
+    return [sgemm] + [None] * (4 + len(_MKL_BF16))
 
 
 def _address(library, name: str, path: str) -> int:
@@ -100,7 +113,7 @@ def blas_addresses(name: str) -> list[int | None] | None:
     return _load(name)[0]
 
 
-_state = {"blas": None}
+_state = {"blas": None, "bf16": False}
 
 
 @functools.cache
@@ -117,7 +130,7 @@ def unavailable_reason() -> str | None:
         addresses, problem = _load(name)
         if addresses is not None:
             _cpu_recurrence.set_blas(*addresses)
-            _state["blas"] = name
+            _state["blas"], _state["bf16"] = name, addresses[-1] is not None
             break
         if problem is not None:
             failures.append(f"{name} is installed but does not load ({problem})")
@@ -146,6 +159,12 @@ def blas() -> str | None:
     return _state["blas"]
 
 
+def has_bf16() -> bool:
+    """Whether the kernels' BLAS has a bfloat16 GEMM (MKL's): MixedPrecisionCell layers with
+    ``compute_dtype=jnp.bfloat16`` run on the native backend where it has."""
+    return unavailable_reason() is None and _state["bf16"]
+
+
 def use_blas(name: str) -> None:
     """Switches the kernels to ``"mkl"`` or ``"openblas"`` (for tests and benchmarks)."""
     if name not in _BLAS:
@@ -159,4 +178,4 @@ def use_blas(name: str) -> None:
     from rnnjax import _cpu_recurrence
 
     _cpu_recurrence.set_blas(*addresses)
-    _state["blas"] = name
+    _state["blas"], _state["bf16"] = name, addresses[-1] is not None

@@ -4,7 +4,8 @@
 option. ``FUSED`` (``backends._fused_vjp``) has a hand-written backward pass whose weight gradients
 are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``NATIVE``
 (``backends._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
-matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32. ``CUDNN``
+matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32, and under a bfloat16
+``MixedPrecisionCell`` with MKL. ``CUDNN``
 (``backends._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU. ``ASSOCIATIVE``
 (``backends._associative``) runs a cell with a linear recurrence (``rnnjax.cells.LinearCell``:
 minGRU, minLSTM, LRU) as one parallel prefix scan. ``NEWTON`` (``backends._newton``, DEER and
@@ -177,7 +178,10 @@ def _native_problem(cell: Cell, dtype=None, platform=None) -> str | None:
     """Why NATIVE cannot run this layer, or None; ``dtype`` and ``platform`` are checked when
     given (a layer being built does not know them yet)."""
     if not _native.supports(cell):
-        return f"backend='native' runs the built-in LSTMCell, GRUCell and ElmanCell, got {cell!r}"
+        return (
+            "backend='native' runs the built-in LSTMCell, GRUCell and ElmanCell (also under a "
+            f"bfloat16 MixedPrecisionCell), got {cell!r}"
+        )
     if dtype is not None and jnp.dtype(dtype) != jnp.float32:
         return f"backend='native' runs float32 inputs, got {jnp.dtype(dtype)}"
     if platform is None:
@@ -185,7 +189,14 @@ def _native_problem(cell: Cell, dtype=None, platform=None) -> str | None:
     if platform != "cpu":
         return f"backend='native' runs on CPU, but JAX runs on {platform!r}"
     reason = _native.unavailable_reason()
-    return None if reason is None else f"backend='native' cannot run here: {reason}"
+    if reason is not None:
+        return f"backend='native' cannot run here: {reason}"
+    if _native.needs_bf16(cell) and not _native.has_bf16():
+        return (
+            "backend='native' runs a bfloat16 MixedPrecisionCell with MKL's bf16 GEMM "
+            f"(pip install 'rnnjax[mkl]'); the kernels use {_native.blas()}, which has none"
+        )
+    return None
 
 
 def _raise_if(problem: str | None) -> None:

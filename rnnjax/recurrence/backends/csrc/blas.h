@@ -7,6 +7,7 @@
 #ifndef RNNJAX_CSRC_BLAS_H_
 #define RNNJAX_CSRC_BLAS_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -20,6 +21,10 @@ using Pack = void (*)(int, int, int, int, int, int, float, const float*, int, fl
 using Compute = void (*)(int, int, int, int, int, int, const float*, int, const float*, int,
                          float, float*, int);
 using SetThreadsLocal = int (*)(int);
+// MKL's bfloat16 GEMM (operands bf16, products and sums float32) and its packed API.
+using Bf16Gemm = void (*)(int, int, int, int, int, int, float, const uint16_t*, int,
+                          const uint16_t*, int, float, float*, int);
+using Bf16Pack = void (*)(int, int, int, int, int, int, const uint16_t*, int, uint16_t*);
 
 struct Blas {
   Sgemm sgemm = nullptr;
@@ -29,6 +34,15 @@ struct Blas {
   Compute compute = nullptr;
   // MKL_Set_Num_Threads_Local, or null: every BLAS call here runs on one thread.
   SetThreadsLocal set_threads_local = nullptr;
+  // MKL's cblas_gemm_bf16bf16f32 and its _pack_get_size / _pack / _compute, or null (OpenBLAS,
+  // an MKL before 2020): the kernels then refuse bf16 (MixedPrecisionCell runs the scan).
+  Bf16Gemm bf16_gemm = nullptr;
+  PackGetSize bf16_pack_get_size = nullptr;
+  Bf16Pack bf16_pack = nullptr;
+  Bf16Gemm bf16_compute = nullptr;
+  bool has_bf16() const {
+    return bf16_gemm && bf16_pack_get_size && bf16_pack && bf16_compute;
+  }
 };
 
 inline Blas g_blas;
@@ -94,6 +108,38 @@ class RightOperand {
   int64_t ldw_;
   bool trans_;
   std::vector<float> packed_;
+};
+
+// c[m, n] = a[m, k] @ b[k, n] in float32 of bfloat16 operands (g_blas.has_bf16()).
+inline void GemmBf16(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda,
+                     const uint16_t* b, int64_t ldb, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.f);
+    return;
+  }
+  g_blas.bf16_gemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
+}
+
+// RightOperand's bfloat16 twin: w [k, n] packed once, then c = a[m, k] @ w per product.
+class RightOperandBf16 {
+ public:
+  RightOperandBf16(int64_t m, int64_t n, int64_t k, const uint16_t* w, int64_t ldw)
+      : m_(m), n_(n), k_(k) {
+    if (m == 0 || n == 0 || k == 0) return;
+    packed_.resize(g_blas.bf16_pack_get_size(kBMatrix, m, n, k) / sizeof(uint16_t) + 1);
+    g_blas.bf16_pack(kRowMajor, kBMatrix, kNoTrans, m, n, k, w, ldw, packed_.data());
+  }
+
+  void Multiply(const uint16_t* a, int64_t lda, float* c, int64_t ldc) const {
+    if (packed_.empty()) return GemmBf16(m_, n_, k_, a, lda, nullptr, n_, c, ldc);
+    g_blas.bf16_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, 1.f, a, lda, packed_.data(),
+                        n_, 0.f, c, ldc);
+  }
+
+ private:
+  int64_t m_, n_, k_;
+  std::vector<uint16_t> packed_;
 };
 
 }  // namespace rnnjax

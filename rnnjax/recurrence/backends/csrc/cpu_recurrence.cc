@@ -66,7 +66,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("keep")
                                   .Attr<bool>("batch_major")
-                                  .Attr<int32_t>("threads"));
+                                  .Attr<int32_t>("threads")
+                                  .Attr<bool>("bf16"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                               xla::ffi::Ffi::Bind()
@@ -114,13 +115,19 @@ bool AddressOf(PyObject* object, Fn* out) {
 
 PyObject* SetBlas(PyObject*, PyObject* args) {
   PyObject *sgemm, *get_size, *pack, *compute, *threads_local;
-  if (!PyArg_ParseTuple(args, "OOOOO", &sgemm, &get_size, &pack, &compute, &threads_local)) {
+  PyObject *bf16_gemm = Py_None, *bf16_get_size = Py_None, *bf16_pack = Py_None,
+           *bf16_compute = Py_None;
+  if (!PyArg_ParseTuple(args, "OOOOO|OOOO", &sgemm, &get_size, &pack, &compute, &threads_local,
+                        &bf16_gemm, &bf16_get_size, &bf16_pack, &bf16_compute)) {
     return nullptr;
   }
   rnnjax::Blas blas;
   if (!AddressOf(sgemm, &blas.sgemm) || !AddressOf(get_size, &blas.pack_get_size) ||
       !AddressOf(pack, &blas.pack) || !AddressOf(compute, &blas.compute) ||
-      !AddressOf(threads_local, &blas.set_threads_local)) {
+      !AddressOf(threads_local, &blas.set_threads_local) ||
+      !AddressOf(bf16_gemm, &blas.bf16_gemm) ||
+      !AddressOf(bf16_get_size, &blas.bf16_pack_get_size) ||
+      !AddressOf(bf16_pack, &blas.bf16_pack) || !AddressOf(bf16_compute, &blas.bf16_compute)) {
     return nullptr;
   }
   if (blas.sgemm == nullptr) {
@@ -141,9 +148,11 @@ PyObject* Handlers(PyObject*, PyObject*) {
 
 PyMethodDef kMethods[] = {
     {"set_blas", SetBlas, METH_VARARGS,
-     "set_blas(sgemm, pack_get_size, pack, compute, set_threads_local): addresses of cblas_sgemm "
-     "and, or None, of MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute "
-     "and MKL_Set_Num_Threads_Local."},
+     "set_blas(sgemm, pack_get_size, pack, compute, set_threads_local[, bf16_gemm, "
+     "bf16_pack_get_size, bf16_pack, bf16_compute]): addresses of cblas_sgemm and, or None, of "
+     "MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute, "
+     "MKL_Set_Num_Threads_Local and cblas_gemm_bf16bf16f32 with its _pack_get_size, _pack and "
+     "_compute."},
     {"handlers", Handlers, METH_NOARGS, "The XLA FFI handlers, by name, as PyCapsules."},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16.h"
 #include "blas.h"
 #include "gate_math.h"
 #include "huge_pages.h"
@@ -25,17 +26,35 @@ struct ForwardArgs {
   Shape s;
   int32_t kind;
   bool reverse, keep;
+  // The operands of the step's two matmuls of the cell, x @ W_ih and h @ W_hh, rounded to
+  // bfloat16 (MixedPrecisionCell), their products summed in float32; all else in float32, the
+  // reset-before GRU's (r * h) W_hn and the LSTM's projection included (as the policy leaves
+  // the matmuls inside the cell's pointwise step).
+  bool bf16;
   const float *x, *w_ih, *bias, *w_hh, *w_hr, *b_hn, *h0, *c0;
   const uint8_t* valid;
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
+// What the ranks share with bf16: the chunk's rows of x and the state h, rounded (h: the
+// state entering the step and the one leaving it, as h_buffers).
+struct Bf16Buffers {
+  std::vector<uint16_t> x_chunk, h[2];
+};
+
+// Rows `mine` (of m * B, time-major: step t_lo + r / B, example r % B) of x, rounded to bf16
+// into `chunk`, from either layout.
+inline void RoundRows(const float* x, const Shape& s, int64_t t_lo, Range mine, uint16_t* chunk) {
+  for (int64_t r = mine.begin; r < mine.end; ++r)
+    ToBf16Row(s.I, x + s.IoRow(t_lo + r / s.B, r % s.B) * s.I, chunk + r * s.I);
+}
+
 // Rank's part of the forward pass: units U of every gate, all rows, all steps. rh [B, H]:
 // reset-before's r * h, which every rank reads whole (a second barrier per step); likewise a
 // projected LSTM's o * tanh(c) in rh, whose projection's columns V the rank computes.
 inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
-                        std::vector<float>* c_buffers, float* x_chunk, float* rh, int rank,
-                        int threads) {
+                        std::vector<float>* c_buffers, float* x_chunk, float* rh,
+                        Bf16Buffers* bf16, int rank, int threads) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
@@ -44,8 +63,15 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   std::vector<float> w_ih_copy, w_hh_copy;
   const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
   const float* w_hh_u = GateColumns(a.w_hh, P, s, u, &w_hh_copy);
+  std::vector<uint16_t> w_ih16(a.bf16 ? s.I * width : 0), w_hh16(a.bf16 ? P * width : 0);
+  if (a.bf16) {
+    ToBf16Row(s.I * width, w_ih_u, w_ih16.data());
+    ToBf16Row(P * width, w_hh_u, w_hh16.data());
+  }
   // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
-  const RightOperand w_step(B, before ? 2 * n : width, P, w_hh_u, width, false, PackPays(s));
+  const int64_t step_columns = before ? 2 * n : width;
+  const RightOperand w_step(B, a.bf16 ? 0 : step_columns, P, w_hh_u, width, false, PackPays(s));
+  const RightOperandBf16 w_step16(B, a.bf16 ? step_columns : 0, P, w_hh16.data(), width);
   const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
                             PackPays(s));
   std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
@@ -55,19 +81,41 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   std::vector<float> scratch_acts(acts_kept ? 0 : B * A * H);  // per example: reset-before
   float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
   float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
+  const Range state = projected ? v : u;  // the rank's columns of h
+  uint16_t *h16 = bf16->h[0].data(), *h16_new = bf16->h[1].data();
+  auto round_state = [&](const float* from, uint16_t* to) {
+    for (int64_t b = 0; b < B; ++b)
+      ToBf16Row(state.size(), from + b * P + state.begin, to + b * P + state.begin);
+  };
+  if (a.bf16) {
+    round_state(h, h16);
+    barrier.Wait();  // every rank's first product reads all of h0
+  }
   for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
     const int64_t m = std::min(C, s.T - k);
     const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
     const float* x = a.x + t_lo * B * s.I;
-    if (s.batch_major) {  // every rank gathers its share of the chunk's rows, then reads all
+    if (a.bf16) {  // every rank rounds its share of the chunk's rows, then reads all
+      RoundRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), bf16->x_chunk.data());
+      barrier.Wait();
+    } else if (s.batch_major) {  // likewise: every rank gathers its share, then reads all
       GatherRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
       barrier.Wait();
       x = x_chunk;
     }
-    Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
+    if (a.bf16) {
+      GemmBf16(m * B, width, s.I, bf16->x_chunk.data(), s.I, w_ih16.data(), width, proj.data(),
+               width);
+    } else {
+      Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
+    }
     for (int64_t step = k; step < k + m; ++step) {
       const int64_t t = TimeAt(step, s, a.reverse);
-      w_step.Multiply(h, P, 0.f, hw.data(), width);
+      if (a.bf16) {
+        w_step16.Multiply(h16, P, hw.data(), width);
+      } else {
+        w_step.Multiply(h, P, 0.f, hw.data(), width);
+      }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
         if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
@@ -124,12 +172,15 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
           }
         }
       }
+      if (a.bf16) {
+        round_state(h_new, h16_new);
+        std::swap(h16, h16_new);
+      }
       std::swap(h, h_new);
       std::swap(c, c_new);
       barrier.Wait();  // the new state is complete: every rank's next product reads all of it
     }
   }
-  const Range state = projected ? v : u;
   for (int64_t b = 0; b < B; ++b) {
     std::copy_n(h + b * P + state.begin, state.size(), a.h_last + b * P + state.begin);
     if (lstm) std::copy_n(c + b * H + u.begin, n, a.c_last + b * H + u.begin);
@@ -146,12 +197,15 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                           ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
                           ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
                           int32_t kind, bool reverse, bool keep, bool batch_major,
-                          int32_t threads) {
+                          int32_t threads, bool bf16) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
     if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s); e.failure())
       return e;
     const bool lstm = kind == kLstm;
+    if (bf16 && !g_blas.has_bf16())
+      return ffi::Error::InvalidArgument(
+          "rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32 (the mkl wheel); this BLAS has none");
     // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
     const int64_t kept = keep ? s.T : 0, state = s.B * s.P, cells = s.B * s.H;
     RNNJAX_EXPECT("bias", bias.element_count(), s.GH());
@@ -172,6 +226,7 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                   kind,
                   reverse,
                   keep,
+                  bf16,
                   x.typed_data(),
                   w_ih.typed_data(),
                   bias.typed_data(),
@@ -193,13 +248,20 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         std::vector<float>(lstm ? cells : 0)};
     std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
     std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
+    Bf16Buffers rounded;
+    if (bf16) {
+      rounded.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
+      rounded.h[0].resize(state);
+      rounded.h[1].resize(state);
+    }
     AdviseHugePages(a.out, out->element_count() * sizeof(float));
     AdviseHugePages(a.acts, acts->element_count() * sizeof(float));
     if (lstm) AdviseHugePages(a.prev_c, prev_c->element_count() * sizeof(float));
     std::lock_guard<std::mutex> lock(g_call_mutex);
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
-      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), rank, size);
+      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &rounded, rank,
+                  size);
     });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
     return ffi::Error::Success();

@@ -1,0 +1,29 @@
+// float32 -> bfloat16 rounding for the kernels' bf16 matmul operands (MixedPrecisionCell): round
+// to nearest even, as JAX's astype(jnp.bfloat16); NaN stays a (quiet) NaN, infinities stay.
+
+#ifndef RNNJAX_CSRC_BF16_H_
+#define RNNJAX_CSRC_BF16_H_
+
+#include <cstdint>
+#include <cstring>
+
+#include "gate_math.h"  // RNNJAX_ROW
+
+namespace rnnjax {
+
+inline uint16_t ToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>(nan ? (bits >> 16) | 0x40u : rounded);
+}
+
+// y[j] = bf16(x[j]) for j < n.
+RNNJAX_ROW static void ToBf16Row(int64_t n, const float* __restrict x, uint16_t* __restrict y) {
+  for (int64_t j = 0; j < n; ++j) y[j] = ToBf16(x[j]);
+}
+
+}  // namespace rnnjax
+
+#endif  // RNNJAX_CSRC_BF16_H_

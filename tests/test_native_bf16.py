@@ -1,0 +1,162 @@
+"""The native kernels under a bfloat16 ``MixedPrecisionCell`` (MKL's bf16 GEMM).
+
+The forward kernel rounds the operands of the cell's two matmuls to bfloat16 and sums their
+products in float32: the policy's definition. The reference is the plain scan of a cell that does
+exactly that in JAX (``_RoundedOperands``: operands rounded, the rounding passed straight through
+by the gradient, everything else float32), independent of the C++ code; the float32 cell differs
+from both by far more than the tolerance, so the tests see the rounding. The scan of the policy
+itself also rounds each product to bfloat16 and runs its backward matmuls in bfloat16: it agrees
+to bfloat16's precision. Every cell kind, both directions, both layouts, padded batches, several
+chunks of steps and uneven thread splits.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from rnnjax import cells
+from rnnjax.recurrence.backends import Backend, _native, resolve_layer
+
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "cpu" or not _native.has_bf16(),
+    reason="bf16 on the native backend needs its extension on CPU and MKL (rnnjax[mkl]): "
+    f"{_native.unavailable_reason() or 'the BLAS is ' + str(_native.blas())}",
+)
+
+INNER = {
+    "lstm": cells.LSTMCell(6),
+    "lstm_proj": cells.LSTMCell(6, proj_size=3),
+    "gru": cells.GRUCell(6),
+    "gru_reset_before": cells.GRUCell(6, reset_after=False),
+    "rnn_tanh": cells.ElmanCell(6),
+}
+
+
+def _rounded(a):
+    """a rounded to bfloat16, as float32; its gradient is the identity (straight through)."""
+    return a + jax.lax.stop_gradient(a.astype(jnp.bfloat16).astype(a.dtype) - a)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RoundedOperands(cells.MixedPrecisionCell):
+    """The two matmuls' operands rounded to bfloat16, their products summed in float32."""
+
+    def project_inputs(self, params, x):
+        return self.cell.project_inputs(params._replace(w_ih=_rounded(params.w_ih)), _rounded(x))
+
+    def recurrent_input(self, state):
+        return _rounded(self.cell.recurrent_input(state))
+
+    def recurrent_weight(self, params):
+        return _rounded(self.cell.recurrent_weight(params))
+
+
+def _run(cell, backend, params, x, lengths, batch_first):
+    layer = rnnjax.Stack(cell=cell, bidirectional=True, batch_first=batch_first, backend=backend)
+
+    def loss(p):
+        out, state = layer(p, x, lengths)
+        weights = jnp.cos(jnp.arange(out.size, dtype=out.dtype)).reshape(out.shape)
+        return jnp.sum(jnp.sin(out) * weights) + sum(
+            jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(state)
+        ), (out, state)
+
+    (value, values), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    return values, value, grads
+
+
+def _problem(inner, batch, steps, batch_first, seed=0):
+    layer = rnnjax.Stack(cell=inner, bidirectional=True)
+    k_p, k_x = jax.random.split(jax.random.key(seed))
+    params = layer.init(k_p, 5)
+    shape = (batch, steps, 5) if batch_first else (steps, batch, 5)
+    x = jax.random.normal(k_x, shape)
+    lengths = jnp.array([steps, steps // 2, 0, steps - 1][:batch])  # full, half, empty
+    return params, x, lengths
+
+
+@pytest.mark.parametrize("name", INNER)
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_values_and_gradients_follow_the_rounded_operands(name, batch_first):
+    inner = INNER[name]
+    params, x, lengths = _problem(inner, batch=3, steps=9, batch_first=batch_first)
+    got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, batch_first)
+    want = _run(_RoundedOperands(inner), "scan", params, x, lengths, batch_first)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6), got[0], want[0]
+    )
+    # The backward kernel multiplies by the float32 operands where the reference's matmul VJPs
+    # use the rounded ones: the gradients agree to bfloat16's precision.
+    for g, w in zip(jax.tree.leaves(got[2]), jax.tree.leaves(want[2]), strict=True):
+        assert g.dtype == jnp.float32
+        np.testing.assert_allclose(g, w, atol=1e-2 * float(jnp.max(jnp.abs(w))) + 1e-6)
+    # The float32 cell is far from both: the comparison above sees the rounding.
+    plain = _run(inner, "native", params, x, lengths, batch_first)
+    assert float(jnp.max(jnp.abs(plain[0][0] - want[0][0]))) > 1e-4
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before"])
+def test_agrees_with_the_scan_of_the_policy(name):
+    policy = cells.MixedPrecisionCell(INNER[name])
+    params, x, lengths = _problem(INNER[name], batch=3, steps=9, batch_first=True, seed=1)
+    got = _run(policy, "native", params, x, lengths, True)
+    want = _run(policy, "scan", params, x, lengths, True)
+    np.testing.assert_allclose(got[0][0], want[0][0], atol=2e-2)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-2)
+    for g, w in zip(jax.tree.leaves(got[2]), jax.tree.leaves(want[2]), strict=True):
+        np.testing.assert_allclose(g, w, atol=3e-2 * float(jnp.max(jnp.abs(w))))
+
+
+@pytest.mark.parametrize("name", ["lstm_proj", "gru_reset_before"])
+def test_several_chunks_and_uneven_threads(name, monkeypatch):
+    # 4 examples: 128 steps per chunk, so 300 steps are 3 chunks; 4 threads split 6 units 2, 1,
+    # 2, 1 (projection columns 1, 1, 0, 1): each rounds its own share of the state.
+    monkeypatch.setattr(_native, "allowed_cpus", lambda: 64)
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "4")
+    inner = INNER[name]
+    params, x, lengths = _problem(inner, batch=4, steps=300, batch_first=False, seed=2)
+    got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, False)
+    want = _run(_RoundedOperands(inner), "scan", params, x, lengths, False)
+    # Over 300 steps a last-bit difference of a float32 sum (MKL's order, XLA's) now and then
+    # rounds a state element to the neighbouring bfloat16: 2e-5 here, at 1e-2 from float32.
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4), got[0], want[0]
+    )
+    plain = _run(inner, "native", params, x, lengths, False)
+    assert float(jnp.max(jnp.abs(plain[0][0] - want[0][0]))) > 1e-3
+
+
+def test_auto_picks_the_kernels_for_bfloat16_and_float32_policies_only():
+    lstm = cells.LSTMCell(4)
+    for policy in (jnp.bfloat16, jnp.float32):
+        cell = cells.MixedPrecisionCell(lstm, policy)
+        assert resolve_layer("auto", cell, platform="cpu") is Backend.NATIVE
+    half = cells.MixedPrecisionCell(lstm, jnp.float16)
+    assert resolve_layer("auto", half, platform="cpu") is Backend.SCAN
+    with pytest.raises(ValueError, match="backend='native' runs the built-in"):
+        rnnjax.Stack(cell=half, backend="native")
+
+
+def test_openblas_has_no_bf16_and_says_so():
+    if _native.blas() != "mkl" or "openblas" not in _native_blas_names():
+        pytest.skip("needs both MKL and OpenBLAS")
+    cell = cells.MixedPrecisionCell(cells.GRUCell(4))
+    try:
+        _native.use_blas("openblas")
+        assert not _native.has_bf16()
+        assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
+        with pytest.raises(ValueError, match="MKL's bf16 GEMM.*openblas"):
+            resolve_layer("native", cell, platform="cpu")
+    finally:
+        _native.use_blas("mkl")
+    assert _native.has_bf16()
+
+
+def _native_blas_names():
+    from rnnjax.recurrence.backends import _native_loading
+
+    return [name for name in ("mkl", "openblas") if _native_loading.blas_addresses(name)]
