@@ -19,7 +19,8 @@ import optax
 
 # "rnnjax" is the layer's defaults; "rnnjax-<backend>[-hoist|-nohoist|-mkl|-openblas]" pins an
 # option, e.g. "rnnjax-scan-hoist" (the plain scan with the hoisted projection),
-# "rnnjax-fused-nohoist", or "rnnjax-native-openblas" (the native CPU kernels on OpenBLAS).
+# "rnnjax-fused-nohoist", or "rnnjax-native-openblas" (the native CPU kernels on OpenBLAS); "-bf16"
+# wraps the cell in a bfloat16 MixedPrecisionCell ("rnnjax-bf16": on the default backend).
 # "jax-cudnn" is ``jax.experimental.rnn.lstm`` called directly on its flat weight vector (LSTM on
 # a GPU only). torch runs on the GPU (cuDNN) when one is present.
 IMPLS = (
@@ -30,6 +31,7 @@ IMPLS = (
     "rnnjax-native-openblas",
     "rnnjax-cudnn",
     "rnnjax-scan-hoist",
+    "rnnjax-bf16",
     "jax-cudnn",
     "torch",
     "flax",
@@ -87,6 +89,8 @@ def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]
             options["hoist_inputs"] = part == "hoist"
         elif part in ("mkl", "openblas"):
             blas = part
+        elif part == "bf16":
+            options["bf16"] = True
         else:
             options["backend"] = part
     run = _rnnjax(cell, mode, shape, options)
@@ -151,8 +155,14 @@ def jax_train_step(apply, params):
 def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
     import rnnjax
 
-    kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.RNN}[cell]
-    layer = kind(shape.hidden, **options)
+    if options.pop("bf16", False):
+        make = {"lstm": rnnjax.cells.LSTMCell, "gru": rnnjax.cells.GRUCell}
+        make["rnn"] = rnnjax.cells.ElmanCell
+        policy = rnnjax.cells.MixedPrecisionCell(make[cell](shape.hidden))
+        layer = rnnjax.Stack(cell=policy, **options)
+    else:
+        kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.RNN}[cell]
+        layer = kind(shape.hidden, **options)
     params = layer.init(jax.random.key(0), shape.inputs)
     if mode == "stream":
         # One step of one example through the layer with its state carried, as torch's

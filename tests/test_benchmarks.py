@@ -16,7 +16,7 @@ def test_speed_runs_every_library_and_writes_json(tmp_path):
         ["--shapes", "2x3x4x5", "--stream-shape", "1x1x4x5", "--cells", "lstm,gru,rnn"]
         + ["--modes", "train,infer,stream", "--repeats", "1", "--stream-repeats", "1"]
         + ["--warmup", "1", "--json", str(path)]
-        + ["--impls", "rnnjax,rnnjax-native-openblas,rnnjax-fused-hoist,torch,flax"]
+        + ["--impls", "rnnjax,rnnjax-native-openblas,rnnjax-fused-hoist,rnnjax-bf16,torch,flax"]
     )
     report = json.loads(path.read_text())
     assert {"date", "cpu", "jax", "torch"} <= set(report["machine"])
@@ -24,6 +24,7 @@ def test_speed_runs_every_library_and_writes_json(tmp_path):
     for record in report["records"]:
         assert set(record) >= {"shape", "cell", "mode", "gflop", "results", "ratios"}
         assert set(record["ratios"]) == {"rnnjax/torch", "rnnjax/flax"}
+        assert "rnnjax-bf16" in record["results"]  # the bfloat16 policy too
         if record["mode"] != "stream":  # the native kernels on OpenBLAS ran as well
             assert "rnnjax-native-openblas" in record["results"]
         for result in record["results"].values():

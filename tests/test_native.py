@@ -354,6 +354,18 @@ def test_empty_batch_and_sequence():
         _assert_close(got, want)
 
 
+def test_blas_order_prefers_openblas_on_amd_and_follows_the_variable(monkeypatch):
+    monkeypatch.delenv("RNNJAX_NATIVE_BLAS", raising=False)
+    for vendor, first in (("AuthenticAMD", "openblas"), ("GenuineIntel", "mkl"), ("", "mkl")):
+        monkeypatch.setattr(_native_loading, "_cpu_vendor", lambda vendor=vendor: vendor)
+        assert _native_loading.preferred_order()[0] == first
+    monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "mkl")
+    assert _native_loading.preferred_order() == ("mkl", "openblas")
+    monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "atlas")
+    with pytest.raises(ValueError, match="RNNJAX_NATIVE_BLAS must be one of.*got 'atlas'"):
+        _native_loading.preferred_order()
+
+
 @needs_native
 def test_threads_setting(monkeypatch):
     monkeypatch.delenv("RNNJAX_NATIVE_THREADS", raising=False)

@@ -141,22 +141,33 @@ def test_auto_picks_the_kernels_for_bfloat16_and_float32_policies_only():
         rnnjax.Stack(cell=half, backend="native")
 
 
-def test_openblas_has_no_bf16_and_says_so():
-    if _native.blas() != "mkl" or "openblas" not in _native_blas_names():
-        pytest.skip("needs both MKL and OpenBLAS")
-    cell = cells.MixedPrecisionCell(cells.GRUCell(4))
+def test_bfloat16_stays_on_mkl_whichever_blas_runs_float32():
+    inner = INNER["gru"]
+    params, x, lengths = _problem(inner, batch=3, steps=9, batch_first=True, seed=3)
+    want = _run(_RoundedOperands(inner), "scan", params, x, lengths, True)[0]
+    default = _native.blas()
     try:
-        _native.use_blas("openblas")
-        assert not _native.has_bf16()
-        assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
-        with pytest.raises(ValueError, match="MKL's bf16 GEMM.*openblas"):
-            resolve_layer("native", cell, platform="cpu")
+        for name in _installed_blas():
+            _native.use_blas(name)
+            assert _native.has_bf16()
+            got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, True)[0]
+            jax.tree.map(
+                lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6), got, want
+            )
     finally:
-        _native.use_blas("mkl")
-    assert _native.has_bf16()
+        _native.use_blas(default)
 
 
-def _native_blas_names():
+def test_without_a_bf16_gemm_auto_runs_the_scan_and_native_says_why(monkeypatch):
+    monkeypatch.setattr(_native, "has_bf16", lambda: False)  # no MKL installed
+    cell = cells.MixedPrecisionCell(cells.GRUCell(4))
+    assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
+    with pytest.raises(ValueError, match="MKL's bf16 GEMM"):
+        resolve_layer("native", cell, platform="cpu")
+    assert resolve_layer("auto", cells.GRUCell(4), platform="cpu") is Backend.NATIVE
+
+
+def _installed_blas():
     from rnnjax.recurrence.backends import _native_loading
 
     return [name for name in ("mkl", "openblas") if _native_loading.blas_addresses(name)]

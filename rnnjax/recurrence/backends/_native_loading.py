@@ -1,8 +1,11 @@
 """Loading the native CPU backend: the compiled extension, a BLAS for it, its FFI handlers.
 
 The extension (``backends/csrc``, built at install) takes the addresses of its BLAS functions from
-here: MKL's (the ``mkl`` wheel, ``rnnjax[mkl]``) where installed, with its packed-matrix API,
-else OpenBLAS's (the ``scipy-openblas32`` wheel, a dependency, private to rnnjax). Nothing is
+here: for float32, MKL's (the ``mkl`` wheel, ``rnnjax[mkl]``) where installed, with its
+packed-matrix API, else OpenBLAS's (the ``scipy-openblas32`` wheel, a dependency, private to
+rnnjax); on AMD CPUs OpenBLAS first, which ran the kernels 4-13% faster than MKL there (2-core
+AMD EPYC, 2026-12-03, ``benchmarks/RESULTS.md``); ``RNNJAX_NATIVE_BLAS=mkl|openblas`` overrides.
+MKL's bfloat16 GEMM serves MixedPrecisionCell layers whichever BLAS runs float32. Nothing is
 loaded before a layer first asks whether the backend is available.
 """
 
@@ -113,37 +116,69 @@ def blas_addresses(name: str) -> list[int | None] | None:
     return _load(name)[0]
 
 
+def _table(name: str) -> list[int | None]:
+    """``set_blas``'s arguments: ``name``'s float32 functions, and wherever MKL loads, its
+    per-thread thread count and bfloat16 GEMM (MKL's own calls held to one thread each)."""
+    addresses = list(_load(name)[0])
+    mkl = _load("mkl")[0]
+    if name != "mkl" and mkl is not None:
+        addresses[4:] = mkl[4:]
+    return addresses
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":")[1].strip() for line in info if "vendor_id" in line), "")
+    except OSError:
+        return ""
+
+
+def preferred_order() -> tuple[str, str]:
+    """The BLAS tried first for float32, then the other: ``RNNJAX_NATIVE_BLAS`` where set, else
+    OpenBLAS on AMD CPUs (MKL's kernels for them ran 4-13% slower), MKL elsewhere."""
+    override = os.environ.get("RNNJAX_NATIVE_BLAS")
+    if override is not None and override not in _BLAS:
+        raise ValueError(f"RNNJAX_NATIVE_BLAS must be one of {sorted(_BLAS)}, got {override!r}")
+    first = override or ("openblas" if _cpu_vendor() == "AuthenticAMD" else "mkl")
+    return first, next(name for name in _BLAS if name != first)
+
+
 _state = {"blas": None, "bf16": False}
 
 
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why the native backend cannot run here, or None when it can. The first call loads the
-    extension and a BLAS (MKL, else OpenBLAS) and registers the FFI handlers; a BLAS that is
-    installed but fails to load is skipped with one warning that names it and says why."""
+    extension and a BLAS (``preferred_order``; MKL too, for bfloat16, where installed) and
+    registers the FFI handlers; a BLAS that is installed but fails to load is skipped with one
+    warning that names it and says why."""
+    order = preferred_order()  # a bad RNNJAX_NATIVE_BLAS raises here, before anything loads
     try:
         from rnnjax import _cpu_recurrence
     except ImportError as error:
         return f"the compiled extension rnnjax._cpu_recurrence is not built ({error})"
-    failures = []
-    for name in ("mkl", "openblas"):
-        addresses, problem = _load(name)
-        if addresses is not None:
-            _cpu_recurrence.set_blas(*addresses)
-            _state["blas"], _state["bf16"] = name, addresses[-1] is not None
-            break
-        if problem is not None:
-            failures.append(f"{name} is installed but does not load ({problem})")
-    else:
+    chosen = next((name for name in order if _load(name)[0] is not None), None)
+    # Tried: the preferred ones up to the chosen one, and MKL always (bfloat16: _table).
+    tried = order[: order.index(chosen) + 1] if chosen else order
+    failures = [
+        f"{name} is installed but does not load ({_load(name)[1]})"
+        for name in _BLAS
+        if (name in tried or name == "mkl") and _load(name)[1] is not None
+    ]
+    if chosen is None:
         reason = "no BLAS loads: " + "; ".join(
             failures or ["install scipy-openblas32 (a dependency) or mkl (rnnjax[mkl])"]
         )
         if failures:
             warnings.warn(f"rnnjax: {reason}; the layers run the scan", RuntimeWarning, 2)
         return reason
+    table = _table(chosen)
+    _cpu_recurrence.set_blas(*table)
+    _state["blas"], _state["bf16"] = chosen, table[-1] is not None
     if failures:
         warnings.warn(
-            f"rnnjax: {'; '.join(failures)}; the native backend uses {_state['blas']}",
+            f"rnnjax: {'; '.join(failures)}; the native backend uses {chosen}",
             RuntimeWarning,
             2,
         )
@@ -166,7 +201,8 @@ def has_bf16() -> bool:
 
 
 def use_blas(name: str) -> None:
-    """Switches the kernels to ``"mkl"`` or ``"openblas"`` (for tests and benchmarks)."""
+    """Switches the kernels' float32 GEMM to ``"mkl"`` or ``"openblas"`` (for tests and
+    benchmarks); bfloat16 stays on MKL where it loads."""
     if name not in _BLAS:
         raise ValueError(f"blas must be one of {sorted(_BLAS)}, got {name!r}")
     reason = unavailable_reason()
@@ -177,5 +213,6 @@ def use_blas(name: str) -> None:
         raise ValueError(f"{name} {'does not load: ' + problem if problem else 'is not installed'}")
     from rnnjax import _cpu_recurrence
 
-    _cpu_recurrence.set_blas(*addresses)
-    _state["blas"], _state["bf16"] = name, addresses[-1] is not None
+    table = _table(name)
+    _cpu_recurrence.set_blas(*table)
+    _state["blas"], _state["bf16"] = name, table[-1] is not None
