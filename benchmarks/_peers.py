@@ -101,16 +101,15 @@ def _with_blas(blas: str, run: Callable[[], object]) -> Callable[[], object]:
     """``run`` with the native kernels on ``blas``, the default restored after each call."""
     from rnnjax.recurrence.backends import _native
 
-    default = _native.blas()
     _native.use_blas(blas)  # raises where that BLAS is not installed: the impl is skipped
-    _native.use_blas(default)
+    _native.use_blas("auto")
 
     def with_blas():
         _native.use_blas(blas)
         try:
             return run()
         finally:
-            _native.use_blas(default)
+            _native.use_blas("auto")
 
     return with_blas
 

@@ -146,12 +146,11 @@ CHUNK_CASES = [(name, b) for b in BLAS[:1] for name in _ALL_KINDS] + [
 @needs_native
 @pytest.mark.parametrize("name, blas_name", CHUNK_CASES)
 def test_several_chunks_of_steps(name, blas_name, monkeypatch, many_cpus):
-    default = _native.blas()
     _native.use_blas(blas_name)
     try:
         _check_several_chunks(name, monkeypatch)
     finally:
-        _native.use_blas(default)
+        _native.use_blas("auto")
 
 
 def _check_several_chunks(name, monkeypatch):
@@ -354,16 +353,26 @@ def test_empty_batch_and_sequence():
         _assert_close(got, want)
 
 
-def test_blas_order_prefers_openblas_on_amd_and_follows_the_variable(monkeypatch):
+def test_blas_order_and_the_large_problems_blas_on_amd(monkeypatch):
     monkeypatch.delenv("RNNJAX_NATIVE_BLAS", raising=False)
-    for vendor, first in (("AuthenticAMD", "openblas"), ("GenuineIntel", "mkl"), ("", "mkl")):
-        monkeypatch.setattr(_native_loading, "_cpu_vendor", lambda vendor=vendor: vendor)
-        assert _native_loading.preferred_order()[0] == first
-    monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "mkl")
     assert _native_loading.preferred_order() == ("mkl", "openblas")
+    openblas = _native_loading.blas_addresses("openblas") is not None
+    for vendor, large in (
+        ("AuthenticAMD", "openblas" if openblas else "mkl"),
+        ("GenuineIntel", "mkl"),
+    ):
+        monkeypatch.setattr(_native_loading, "_cpu_vendor", lambda vendor=vendor: vendor)
+        assert _native_loading._for_large_problems("mkl") == large
+        assert _native_loading._for_large_problems("openblas") == "openblas"
+    monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "mkl")  # a BLAS asked for runs every problem
+    assert _native_loading.preferred_order() == ("mkl", "openblas")
+    assert _native_loading._for_large_problems("mkl") == "mkl"
     monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "atlas")
     with pytest.raises(ValueError, match="RNNJAX_NATIVE_BLAS must be one of.*got 'atlas'"):
         _native_loading.preferred_order()
+    # Table 1 from 2**22 multiply-adds per step: 64x256x128x256 and up, not 8x1024x64x128.
+    assert _native_loading.blas_table(64 * 3 * 256 * 256) == 1
+    assert _native_loading.blas_table(8 * 4 * 128 * 128) == 0
 
 
 @needs_native

@@ -141,13 +141,15 @@ def test_kernels_refuse_inconsistent_buffers():
         assert _native.available()
         f32 = lambda *s: jnp.zeros(s, jnp.float32)
         T, B, I, H = 3, 2, 4, 8
-        def forward(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, results=None, kind=0):
+        def forward(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, results=None, kind=0,
+                    **changed):
             shapes = results or [(T, B, H), (B, H), (B, H), (0, B, 4 * H), (0, B, H)]
             call = jax.ffi.ffi_call("rnnjax_forward", [jax.ShapeDtypeStruct(s, jnp.float32)
                                     for s in shapes])
-            return call(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid, kind=np.int32(kind),
-                        reverse=False, keep=False, batch_major=False, threads=np.int32(2),
-                        bf16=False)
+            attributes = dict(kind=np.int32(kind), reverse=False, keep=False, batch_major=False,
+                              threads=np.int32(2), bf16=False, blas=np.int32(0))
+            return call(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid,
+                        **{**attributes, **changed})
         good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(0, 0), f32(H),
                 f32(B, H), f32(B, H), jnp.ones((T, B), jnp.uint8)]
         jax.block_until_ready(forward(*good))
@@ -187,6 +189,18 @@ def test_kernels_refuse_inconsistent_buffers():
             print("results accepted")
         except Exception as error:
             print("results ->", str(error).splitlines()[0])
+        from rnnjax import _cpu_recurrence
+        from rnnjax.recurrence.backends import _native_loading
+        installed = next(n for n in ("openblas", "mkl") if _native_loading.blas_addresses(n))
+        # Table 1 without a bf16 GEMM: its float32 functions only.
+        _cpu_recurrence.set_blas(1, *_native_loading.blas_addresses(installed)[:5])
+        for name, changed in {"blas 2": dict(blas=np.int32(2)),
+                              "bf16 without it": dict(bf16=True, blas=np.int32(1))}.items():
+            try:
+                jax.block_until_ready(forward(*good, **changed))
+                print(name, "accepted")
+            except Exception as error:
+                print(name, "->", str(error).splitlines()[0])
         call = jax.ffi.ffi_call("rnnjax_backward", [jax.ShapeDtypeStruct(s, jnp.float32) for s
             in [(T, B, I), (I, 4 * H), (H, 4 * H), (0, 0), (4 * H,), (4 * H,), (B, H), (B, H)]])
         try:  # saved activations of another size
@@ -196,7 +210,7 @@ def test_kernels_refuse_inconsistent_buffers():
                 f32(B, H), f32(T, B, H), jnp.ones((T, B), jnp.uint8), f32(T, B, H), f32(B, H),
                 f32(B, H),
                 kind=np.int32(0), reverse=False, need_dx=True, batch_major=False,
-                threads=np.int32(2)))
+                threads=np.int32(2), blas=np.int32(0)))
             print("backward accepted")
         except Exception as error:
             print("backward ->", str(error).splitlines()[0])
@@ -216,6 +230,8 @@ def test_kernels_refuse_inconsistent_buffers():
         "valid -> INVALID_ARGUMENT: rnnjax: valid is [3, 3], expected [T, B] = [3, 2]",
         "results -> INVALID_ARGUMENT: rnnjax: out has 96 elements, expected 48",
         "backward -> INVALID_ARGUMENT: rnnjax: acts has 96 elements, expected 192",
+        "blas 2 -> INVALID_ARGUMENT: rnnjax: blas must be 0 or 1",
+        "bf16 without it -> INVALID_ARGUMENT: rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32",
     ):
         assert expected in out, out
 

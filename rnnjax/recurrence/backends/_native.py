@@ -7,7 +7,8 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
 
 - every matmul goes to MKL (the ``mkl`` wheel, ``pip install 'rnnjax[mkl]'``), whose packed API
   prepares ``W_hh`` once per call for the T per-step products, or else to OpenBLAS (the
-  ``scipy-openblas32`` wheel, a dependency); ``blas()`` says which, ``use_blas`` switches;
+  ``scipy-openblas32`` wheel, a dependency); on AMD CPUs large problems to OpenBLAS
+  (``_native_loading``); ``blas()`` says which, ``use_blas`` switches;
 - the hidden units are split over the cores (``threads_for``; ``RNNJAX_NATIVE_THREADS``
   overrides), so the gate math runs in parallel as well as the matmuls;
 - what is not sequential runs as large matmuls over chunks of steps: the input projection
@@ -317,6 +318,13 @@ def _threads(cell: Cell, batch: int) -> np.int32:
     return np.int32(threads_for(cell.hidden_size, gates, batch))
 
 
+def _blas_table(cell: Cell, batch: int) -> np.int32:
+    """Which of the loaded BLAS tables the call uses (``_native_loading.blas_table``), by the
+    multiply-adds of its step's ``[B, P] @ [P, G*H]``."""
+    work = batch * _GATES[type(cell)] * cell.hidden_size * cell.output_size
+    return np.int32(_loading.blas_table(work))
+
+
 def _steps_and_batch(xs, batch_major: bool) -> tuple[int, int]:
     """``(T, B)`` of inputs ``[T, B, I]``, or ``[B, T, I]`` with ``batch_major``."""
     return tuple(xs.shape[1::-1]) if batch_major else tuple(xs.shape[:2])
@@ -350,6 +358,7 @@ def _forward(cell, reverse, batch_major, bf16, params, xs, state0, valid, keep: 
         batch_major=batch_major,
         threads=_threads(cell, batch),
         bf16=bf16,
+        blas=_blas_table(cell, batch),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     out, h, c, *residuals = call(xs, *_kernel_params(cell, params), h0, c0, valid)
@@ -415,6 +424,7 @@ def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
         need_dx=need_dx,
         batch_major=batch_major,
         threads=_threads(cell, _steps_and_batch(xs, batch_major)[1]),
+        blas=_blas_table(cell, _steps_and_batch(xs, batch_major)[1]),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     dx, dw_ih, dw_hh, dw_hr, db_proj, db_hw, dh0, dc0 = call(

@@ -3,10 +3,12 @@
 The extension (``backends/csrc``, built at install) takes the addresses of its BLAS functions from
 here: for float32, MKL's (the ``mkl`` wheel, ``rnnjax[mkl]``) where installed, with its
 packed-matrix API, else OpenBLAS's (the ``scipy-openblas32`` wheel, a dependency, private to
-rnnjax); on AMD CPUs OpenBLAS first, which ran the kernels 4-13% faster than MKL there (2-core
-AMD EPYC, 2026-12-03, ``benchmarks/RESULTS.md``); ``RNNJAX_NATIVE_BLAS=mkl|openblas`` overrides.
-MKL's bfloat16 GEMM serves MixedPrecisionCell layers whichever BLAS runs float32. Nothing is
-loaded before a layer first asks whether the backend is available.
+rnnjax); ``RNNJAX_NATIVE_BLAS=mkl|openblas`` picks one. On AMD CPUs the kernels call MKL for
+small problems and OpenBLAS for large ones (``blas_table``): on a 2-core AMD EPYC (2026-12-03,
+``benchmarks/RESULTS.md``) OpenBLAS ran the LSTM and GRU layers at 64x256x128x512 4-19% faster
+than MKL, and MKL those at 8x1024x64x128 10-25% faster and one streaming step 2x faster. MKL's
+bfloat16 GEMM serves MixedPrecisionCell layers whichever BLAS runs float32. Nothing is loaded
+before a layer first asks whether the backend is available.
 """
 
 import ctypes
@@ -101,10 +103,14 @@ def _address(library, name: str, path: str) -> int:
 _BLAS = {"mkl": _mkl_addresses, "openblas": _openblas_addresses}
 
 
+_tried = set()  # the BLAS libraries _load was asked for
+
+
 @functools.cache
 def _load(name: str) -> tuple[list[int | None] | None, str | None]:
     """``(addresses, None)``; ``(None, None)`` where ``name`` is not installed; ``(None, why)``
     where it is installed but does not load (a partial MKL without some symbol, say)."""
+    _tried.add(name)
     try:
         return _BLAS[name](), None
     except (OSError, AttributeError) as error:
@@ -136,15 +142,42 @@ def _cpu_vendor() -> str:
 
 def preferred_order() -> tuple[str, str]:
     """The BLAS tried first for float32, then the other: ``RNNJAX_NATIVE_BLAS`` where set, else
-    OpenBLAS on AMD CPUs (MKL's kernels for them ran 4-13% slower), MKL elsewhere."""
+    MKL."""
     override = os.environ.get("RNNJAX_NATIVE_BLAS")
     if override is not None and override not in _BLAS:
         raise ValueError(f"RNNJAX_NATIVE_BLAS must be one of {sorted(_BLAS)}, got {override!r}")
-    first = override or ("openblas" if _cpu_vendor() == "AuthenticAMD" else "mkl")
+    first = override or "mkl"
     return first, next(name for name in _BLAS if name != first)
 
 
-_state = {"blas": None, "bf16": False}
+def _for_large_problems(chosen: str) -> str:
+    """The BLAS for large problems: OpenBLAS on an AMD CPU where MKL was chosen by default
+    (loaded here), else the chosen one."""
+    if os.environ.get("RNNJAX_NATIVE_BLAS") or chosen != "mkl" or _cpu_vendor() != "AuthenticAMD":
+        return chosen
+    return "openblas" if _load("openblas")[0] is not None else chosen
+
+
+# The multiply-adds of a step's [B, P] @ [P, G*H] from which blas_table picks table 1: the layers
+# at 64x256x128x256 and above (12-17M) ran faster on OpenBLAS on the AMD CPU, those at
+# 8x1024x64x128 (0.5M) and streaming on MKL.
+LARGE_STEP = 2**22
+
+_state = {"small": None, "large": None, "bf16": False}
+
+
+def blas_table(step_multiply_adds: int) -> int:
+    """The ``blas`` attribute of a kernel call: 1 (the large problems' BLAS) from
+    ``LARGE_STEP`` multiply-adds per step, else 0."""
+    return int(step_multiply_adds >= LARGE_STEP)
+
+
+def _apply(small: str, large: str) -> None:
+    from rnnjax import _cpu_recurrence
+
+    for index, name in enumerate((small, large)):
+        _cpu_recurrence.set_blas(index, *_table(name))
+    _state.update(small=small, large=large, bf16=_table(small)[-1] is not None)
 
 
 @functools.cache
@@ -159,12 +192,12 @@ def unavailable_reason() -> str | None:
     except ImportError as error:
         return f"the compiled extension rnnjax._cpu_recurrence is not built ({error})"
     chosen = next((name for name in order if _load(name)[0] is not None), None)
-    # Tried: the preferred ones up to the chosen one, and MKL always (bfloat16: _table).
-    tried = order[: order.index(chosen) + 1] if chosen else order
+    large = _for_large_problems(chosen) if chosen else None
+    _load("mkl")  # its bfloat16 GEMM, whichever BLAS runs float32 (_table)
     failures = [
         f"{name} is installed but does not load ({_load(name)[1]})"
         for name in _BLAS
-        if (name in tried or name == "mkl") and _load(name)[1] is not None
+        if name in _tried and _load(name)[1] is not None
     ]
     if chosen is None:
         reason = "no BLAS loads: " + "; ".join(
@@ -173,12 +206,10 @@ def unavailable_reason() -> str | None:
         if failures:
             warnings.warn(f"rnnjax: {reason}; the layers run the scan", RuntimeWarning, 2)
         return reason
-    table = _table(chosen)
-    _cpu_recurrence.set_blas(*table)
-    _state["blas"], _state["bf16"] = chosen, table[-1] is not None
+    _apply(chosen, large)
     if failures:
         warnings.warn(
-            f"rnnjax: {'; '.join(failures)}; the native backend uses {chosen}",
+            f"rnnjax: {'; '.join(failures)}; the native backend uses {_names()}",
             RuntimeWarning,
             2,
         )
@@ -188,10 +219,15 @@ def unavailable_reason() -> str | None:
 
 
 def blas() -> str | None:
-    """The BLAS the kernels call: ``"mkl"`` where the ``mkl`` wheel is installed, else
-    ``"openblas"``; None when the backend is unavailable."""
-    unavailable_reason()
-    return _state["blas"]
+    """The BLAS the kernels call for float32: ``"mkl"`` where the ``mkl`` wheel is installed,
+    else ``"openblas"``; ``"mkl+openblas"`` on AMD CPUs with both (MKL for small problems,
+    OpenBLAS for large: ``blas_table``); None when the backend is unavailable."""
+    return None if unavailable_reason() is not None else _names()
+
+
+def _names() -> str:
+    small, large = _state["small"], _state["large"]
+    return small if small == large else f"{small}+{large}"
 
 
 def has_bf16() -> bool:
@@ -201,18 +237,18 @@ def has_bf16() -> bool:
 
 
 def use_blas(name: str) -> None:
-    """Switches the kernels' float32 GEMM to ``"mkl"`` or ``"openblas"`` (for tests and
-    benchmarks); bfloat16 stays on MKL where it loads."""
-    if name not in _BLAS:
-        raise ValueError(f"blas must be one of {sorted(_BLAS)}, got {name!r}")
+    """Switches the kernels' float32 GEMM to ``"mkl"`` or ``"openblas"`` for every problem, or
+    back to the automatic choice with ``"auto"`` (for tests and benchmarks); bfloat16 stays on
+    MKL where it loads."""
+    if name not in (*_BLAS, "auto"):
+        raise ValueError(f"blas must be one of {sorted(_BLAS) + ['auto']}, got {name!r}")
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
+    if name == "auto":
+        chosen = next(n for n in preferred_order() if _load(n)[0] is not None)
+        return _apply(chosen, _for_large_problems(chosen))
     addresses, problem = _load(name)
     if addresses is None:
         raise ValueError(f"{name} {'does not load: ' + problem if problem else 'is not installed'}")
-    from rnnjax import _cpu_recurrence
-
-    table = _table(name)
-    _cpu_recurrence.set_blas(*table)
-    _state["blas"], _state["bf16"] = name, table[-1] is not None
+    _apply(name, name)

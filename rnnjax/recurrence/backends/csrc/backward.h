@@ -255,10 +255,11 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                            ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
                            ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                            int32_t kind, bool reverse, bool need_dx, bool batch_major,
-                           int32_t threads) {
+                           int32_t threads, int32_t blas) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s); e.failure())
+    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, blas, &s);
+        e.failure())
       return e;
     const bool lstm = kind == kLstm, gru = kind == kGru;
     // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
@@ -334,6 +335,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     }
     AdviseHugePages(a.dx, dx->element_count() * sizeof(float));
     std::lock_guard<std::mutex> lock(g_call_mutex);
+    g_blas = g_blas_tables[blas];
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
       BackwardPart(a, barrier, shared, rank, size);

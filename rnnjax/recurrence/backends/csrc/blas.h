@@ -45,6 +45,11 @@ struct Blas {
   }
 };
 
+// The tables Python sets (_native_loading): [0] for small problems, [1] for large ones; the
+// same BLAS in both but on AMD CPUs, where OpenBLAS ran the large problems faster and MKL the
+// small ones. A call copies its table into g_blas under g_call_mutex (kernel_shape.h) before
+// its threads start.
+inline Blas g_blas_tables[2];
 inline Blas g_blas;
 
 // Holds the calling thread's BLAS to one thread while it lives (MKL's setting is per thread;

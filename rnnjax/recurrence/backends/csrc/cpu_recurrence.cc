@@ -67,7 +67,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Attr<bool>("keep")
                                   .Attr<bool>("batch_major")
                                   .Attr<int32_t>("threads")
-                                  .Attr<bool>("bf16"));
+                                  .Attr<bool>("bf16")
+                                  .Attr<int32_t>("blas"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                               xla::ffi::Ffi::Bind()
@@ -95,7 +96,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("need_dx")
                                   .Attr<bool>("batch_major")
-                                  .Attr<int32_t>("threads"));
+                                  .Attr<int32_t>("threads")
+                                  .Attr<int32_t>("blas"));
 
 // ---- Python module: the handlers as capsules, and the BLAS addresses ---------------------------
 
@@ -114,11 +116,16 @@ bool AddressOf(PyObject* object, Fn* out) {
 }
 
 PyObject* SetBlas(PyObject*, PyObject* args) {
+  int table;
   PyObject *sgemm, *get_size, *pack, *compute, *threads_local;
   PyObject *bf16_gemm = Py_None, *bf16_get_size = Py_None, *bf16_pack = Py_None,
            *bf16_compute = Py_None;
-  if (!PyArg_ParseTuple(args, "OOOOO|OOOO", &sgemm, &get_size, &pack, &compute, &threads_local,
-                        &bf16_gemm, &bf16_get_size, &bf16_pack, &bf16_compute)) {
+  if (!PyArg_ParseTuple(args, "iOOOOO|OOOO", &table, &sgemm, &get_size, &pack, &compute,
+                        &threads_local, &bf16_gemm, &bf16_get_size, &bf16_pack, &bf16_compute)) {
+    return nullptr;
+  }
+  if (table < 0 || table > 1) {
+    PyErr_SetString(PyExc_ValueError, "set_blas: table must be 0 (small problems) or 1 (large)");
     return nullptr;
   }
   rnnjax::Blas blas;
@@ -135,7 +142,7 @@ PyObject* SetBlas(PyObject*, PyObject* args) {
     return nullptr;
   }
   std::lock_guard<std::mutex> lock(rnnjax::g_call_mutex);
-  rnnjax::g_blas = blas;
+  rnnjax::g_blas_tables[table] = blas;
   Py_RETURN_NONE;
 }
 
@@ -148,8 +155,9 @@ PyObject* Handlers(PyObject*, PyObject*) {
 
 PyMethodDef kMethods[] = {
     {"set_blas", SetBlas, METH_VARARGS,
-     "set_blas(sgemm, pack_get_size, pack, compute, set_threads_local[, bf16_gemm, "
-     "bf16_pack_get_size, bf16_pack, bf16_compute]): addresses of cblas_sgemm and, or None, of "
+     "set_blas(table, sgemm, pack_get_size, pack, compute, set_threads_local[, bf16_gemm, "
+     "bf16_pack_get_size, bf16_pack, bf16_compute]): table 0 (small problems) or 1 (large), "
+     "then addresses of cblas_sgemm and, or None, of "
      "MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute, "
      "MKL_Set_Num_Threads_Local and cblas_gemm_bf16bf16f32 with its _pack_get_size, _pack and "
      "_compute."},

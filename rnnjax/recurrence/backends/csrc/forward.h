@@ -197,13 +197,14 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                           ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
                           ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
                           int32_t kind, bool reverse, bool keep, bool batch_major,
-                          int32_t threads, bool bf16) {
+                          int32_t threads, bool bf16, int32_t blas) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
-    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, &s); e.failure())
+    if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, blas, &s);
+        e.failure())
       return e;
     const bool lstm = kind == kLstm;
-    if (bf16 && !g_blas.has_bf16())
+    if (bf16 && !g_blas_tables[blas].has_bf16())
       return ffi::Error::InvalidArgument(
           "rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32 (the mkl wheel); this BLAS has none");
     // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
@@ -258,6 +259,7 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     AdviseHugePages(a.acts, acts->element_count() * sizeof(float));
     if (lstm) AdviseHugePages(a.prev_c, prev_c->element_count() * sizeof(float));
     std::lock_guard<std::mutex> lock(g_call_mutex);
+    g_blas = g_blas_tables[blas];
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
       ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &rounded, rank,

@@ -114,8 +114,9 @@ inline ffi::Error WrongDims(const char* name, ffi::Span<const int64_t> dims,
 inline ffi::Error ShapeOf(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                           ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> w_hr,
                           ffi::Buffer<ffi::U8> valid, int32_t kind, bool batch_major,
-                          int32_t threads, Shape* s) {
-  if (g_blas.sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
+                          int32_t threads, int32_t blas, Shape* s) {
+  if (blas < 0 || blas > 1) return ffi::Error::InvalidArgument("rnnjax: blas must be 0 or 1");
+  if (g_blas_tables[blas].sgemm == nullptr) return ffi::Error::Internal("rnnjax: no BLAS set");
   if (kind < kLstm || kind > kGruBefore) return ffi::Error::InvalidArgument("rnnjax: unknown kind");
   if (threads < 1 || threads > 1024)  // Python caps it at the CPUs allowed
     return ffi::Error::InvalidArgument("rnnjax: threads must be in [1, 1024]");
