@@ -423,7 +423,7 @@ def _transparent_huge_pages() -> str:
     _transparent_huge_pages() != "madvise",
     reason="only where transparent huge pages are given on advice ('madvise') does it show",
 )
-def test_large_outputs_are_advised_huge_pages():
+def test_large_inference_outputs_are_advised_huge_pages():
     # A 16 MiB output is written on 2 MiB pages (csrc/huge_pages.h): the process gains at least
     # the whole huge pages inside the buffer while the result lives.
     layer = rnnjax.RNN(512, backend="native")
@@ -437,3 +437,11 @@ def test_large_outputs_are_advised_huge_pages():
     assert _huge_pages_kib() - before >= 14 << 10
     want = rnnjax.RNN(512, backend="scan")(params, x[:2, :64])[0]
     _assert_close(out[:2, :64], want)
+    # Training's buffers are not advised: where torch's or flax's allocations fragment memory,
+    # a huge page may first need compaction (csrc/huge_pages.h).
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer(p, x)[0])))
+    jax.block_until_ready(grad(params, x[:, :4]))
+    del out
+    before = _huge_pages_kib()
+    jax.block_until_ready(grad(params, x))
+    assert _huge_pages_kib() - before < 2 << 10

@@ -12,7 +12,6 @@
 
 #include "blas.h"
 #include "gate_math.h"
-#include "huge_pages.h"
 #include "kernel_shape.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
@@ -333,7 +332,6 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
       if (need_dx) shared.dx_chunk.resize(ChunkSteps(s) * s.B * s.I);
     }
-    AdviseHugePages(a.dx, dx->element_count() * sizeof(float));
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {

@@ -255,9 +255,7 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       rounded.h[0].resize(state);
       rounded.h[1].resize(state);
     }
-    AdviseHugePages(a.out, out->element_count() * sizeof(float));
-    AdviseHugePages(a.acts, acts->element_count() * sizeof(float));
-    if (lstm) AdviseHugePages(a.prev_c, prev_c->element_count() * sizeof(float));
+    if (!keep) AdviseHugePages(a.out, out->element_count() * sizeof(float));  // huge_pages.h
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
