@@ -101,8 +101,8 @@ def test_bfloat16_gradients_point_where_float32_gradients_point():
 
 def test_backends_and_bad_arguments():
     mixed = cells.MixedPrecisionCell(cells.LSTMCell(H))
-    # The native kernels run bfloat16 with MKL's bf16 GEMM (tests/test_native_bf16.py).
-    on_cpu = Backend.NATIVE if _native.has_bf16() else Backend.SCAN
+    # The native kernels run the bfloat16 policy (tests/test_native_bf16.py).
+    on_cpu = Backend.NATIVE if _native.available() else Backend.SCAN
     assert resolve_layer("auto", mixed, platform="cpu") is on_cpu
     assert resolve_layer("auto", mixed, platform="gpu") is Backend.FUSED
     with pytest.raises(ValueError, match="backend='native' runs the built-in"):

@@ -1,16 +1,18 @@
-"""The native kernels under a bfloat16 ``MixedPrecisionCell`` (MKL's bf16 GEMM).
+"""The native kernels under a bfloat16 ``MixedPrecisionCell``.
 
-The forward kernel rounds the operands of the cell's two matmuls to bfloat16 and sums their
-products in float32: the policy's definition. The reference is the plain scan of a cell that does
-exactly that in JAX (``_RoundedOperands``: operands rounded, the rounding passed straight through
-by the gradient, everything else float32), independent of the C++ code; the float32 cell differs
-from both by far more than the tolerance, so the tests see the rounding. The scan of the policy
-itself also rounds each product to bfloat16 and runs its backward matmuls in bfloat16: it agrees
-to bfloat16's precision. Every cell kind, both directions, both layouts, padded batches, several
-chunks of steps and uneven thread splits.
+The forward kernel rounds the operands of the cell's two matmuls to bfloat16 and sums their products
+in float32: the policy's definition, by MKL's bf16 GEMM (mode 2) or by float32 GEMMs of the rounded
+values (mode 1); both are tested on every BLAS installed. The reference is the plain scan of a cell
+that does exactly that in JAX (``_RoundedOperands``: operands rounded, the rounding passed straight
+through by the gradient, everything else float32), independent of the C++ code; the float32 cell
+differs from both by far more than the tolerance, so the tests see the rounding. The scan of the
+policy itself also rounds each product to bfloat16 and runs its backward matmuls in bfloat16: it
+agrees to bfloat16's precision. Every cell kind, both directions, both layouts, padded batches,
+several chunks of steps and uneven thread splits.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +24,17 @@ from rnnjax import cells
 from rnnjax.recurrence.backends import Backend, _native, resolve_layer
 
 pytestmark = pytest.mark.skipif(
-    jax.default_backend() != "cpu" or not _native.has_bf16(),
-    reason="bf16 on the native backend needs its extension on CPU and MKL (rnnjax[mkl]): "
-    f"{_native.unavailable_reason() or 'the BLAS is ' + str(_native.blas())}",
+    jax.default_backend() != "cpu" or not _native.available(),
+    reason=f"the native backend runs on CPU: {_native.unavailable_reason() or 'not on CPU'}",
 )
+MODES = [1] + ([2] if _native.has_bf16() else [])  # 2: MKL's bf16 GEMM, where MKL is installed
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    monkeypatch.setattr(_native, "bf16_mode", lambda: request.param)
+    return request.param
+
 
 INNER = {
     "lstm": cells.LSTMCell(6),
@@ -81,7 +90,7 @@ def _problem(inner, batch, steps, batch_first, seed=0):
 
 @pytest.mark.parametrize("name", INNER)
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_values_and_gradients_follow_the_rounded_operands(name, batch_first):
+def test_values_and_gradients_follow_the_rounded_operands(name, batch_first, mode):
     inner = INNER[name]
     params, x, lengths = _problem(inner, batch=3, steps=9, batch_first=batch_first)
     got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, batch_first)
@@ -100,7 +109,7 @@ def test_values_and_gradients_follow_the_rounded_operands(name, batch_first):
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before"])
-def test_agrees_with_the_scan_of_the_policy(name):
+def test_agrees_with_the_scan_of_the_policy(name, mode):
     policy = cells.MixedPrecisionCell(INNER[name])
     params, x, lengths = _problem(INNER[name], batch=3, steps=9, batch_first=True, seed=1)
     got = _run(policy, "native", params, x, lengths, True)
@@ -112,7 +121,7 @@ def test_agrees_with_the_scan_of_the_policy(name):
 
 
 @pytest.mark.parametrize("name", ["lstm_proj", "gru_reset_before"])
-def test_several_chunks_and_uneven_threads(name, monkeypatch):
+def test_several_chunks_and_uneven_threads(name, monkeypatch, mode):
     # 4 examples: 128 steps per chunk, so 300 steps are 3 chunks; 4 threads split 6 units 2, 1,
     # 2, 1 (projection columns 1, 1, 0, 1): each rounds its own share of the state.
     monkeypatch.setattr(_native, "allowed_cpus", lambda: 64)
@@ -141,29 +150,28 @@ def test_auto_picks_the_kernels_for_bfloat16_and_float32_policies_only():
         rnnjax.Stack(cell=half, backend="native")
 
 
-def test_bfloat16_stays_on_mkl_whichever_blas_runs_float32():
+def test_both_modes_on_every_blas(mode):
     inner = INNER["gru"]
-    params, x, lengths = _problem(inner, batch=3, steps=9, batch_first=True, seed=3)
+    # 5 steps: below PackPays' 8, the kernels multiply by W_hh unpacked.
+    params, x, lengths = _problem(inner, batch=3, steps=5, batch_first=True, seed=3)
     want = _run(_RoundedOperands(inner), "scan", params, x, lengths, True)[0]
     try:
         for name in _installed_blas():
-            _native.use_blas(name)
-            assert _native.has_bf16()
+            _native.use_blas(name)  # float32 GEMMs on it; bf16 ones on MKL
             got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, True)[0]
-            jax.tree.map(
-                lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6), got, want
-            )
+            check = functools.partial(np.testing.assert_allclose, rtol=2e-5, atol=2e-6)
+            jax.tree.map(check, got, want)
     finally:
         _native.use_blas("auto")
 
 
-def test_without_a_bf16_gemm_auto_runs_the_scan_and_native_says_why(monkeypatch):
-    monkeypatch.setattr(_native, "has_bf16", lambda: False)  # no MKL installed
+def test_mode_follows_mkl_and_the_cpu(monkeypatch):
+    for has_bf16, units, want in ((True, True, 2), (True, False, 1), (False, True, 1)):
+        monkeypatch.setattr(_native, "has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        monkeypatch.setattr(_native._loading, "cpu_has_bf16_units", lambda units=units: units)
+        assert _native.bf16_mode() == want
     cell = cells.MixedPrecisionCell(cells.GRUCell(4))
-    assert resolve_layer("auto", cell, platform="cpu") is Backend.SCAN
-    with pytest.raises(ValueError, match="MKL's bf16 GEMM"):
-        resolve_layer("native", cell, platform="cpu")
-    assert resolve_layer("auto", cells.GRUCell(4), platform="cpu") is Backend.NATIVE
+    assert resolve_layer("auto", cell, platform="cpu") is Backend.NATIVE  # without MKL too
 
 
 def _installed_blas():

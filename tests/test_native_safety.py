@@ -147,7 +147,7 @@ def test_kernels_refuse_inconsistent_buffers():
             call = jax.ffi.ffi_call("rnnjax_forward", [jax.ShapeDtypeStruct(s, jnp.float32)
                                     for s in shapes])
             attributes = dict(kind=np.int32(kind), reverse=False, keep=False, batch_major=False,
-                              threads=np.int32(2), bf16=False, blas=np.int32(0))
+                              threads=np.int32(2), bf16=np.int32(0), blas=np.int32(0))
             return call(x, w_ih, bias, w_hh, w_hr, b_hn, h0, c0, valid,
                         **{**attributes, **changed})
         good = [f32(T, B, I), f32(I, 4 * H), f32(4 * H), f32(H, 4 * H), f32(0, 0), f32(H),
@@ -194,8 +194,8 @@ def test_kernels_refuse_inconsistent_buffers():
         installed = next(n for n in ("openblas", "mkl") if _native_loading.blas_addresses(n))
         # Table 1 without a bf16 GEMM: its float32 functions only.
         _cpu_recurrence.set_blas(1, *_native_loading.blas_addresses(installed)[:5])
-        for name, changed in {"blas 2": dict(blas=np.int32(2)),
-                              "bf16 without it": dict(bf16=True, blas=np.int32(1))}.items():
+        for name, changed in {"blas 2": dict(blas=np.int32(2)), "bf16 3": dict(bf16=np.int32(3)),
+                              "bf16 without it": dict(bf16=np.int32(2), blas=np.int32(1))}.items():
             try:
                 jax.block_until_ready(forward(*good, **changed))
                 print(name, "accepted")
@@ -231,6 +231,7 @@ def test_kernels_refuse_inconsistent_buffers():
         "results -> INVALID_ARGUMENT: rnnjax: out has 96 elements, expected 48",
         "backward -> INVALID_ARGUMENT: rnnjax: acts has 96 elements, expected 192",
         "blas 2 -> INVALID_ARGUMENT: rnnjax: blas must be 0 or 1",
+        "bf16 3 -> INVALID_ARGUMENT: rnnjax: bf16 must be 0, 1 or 2",
         "bf16 without it -> INVALID_ARGUMENT: rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32",
     ):
         assert expected in out, out

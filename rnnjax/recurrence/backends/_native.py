@@ -17,13 +17,14 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
 
 It runs the built-in LSTM (with or without ``proj_size``), GRU (both resets) and Elman cells in
 float32 on CPU, full or packed (``valid``) batches, either direction; and those cells under a
-``MixedPrecisionCell`` policy of ``jnp.bfloat16`` where the BLAS has a bf16 GEMM (MKL's,
-``has_bf16``): the forward kernel rounds the operands of the cell's two matmuls (``x @ W_ih``,
-``h @ W_hh``) to bfloat16 and sums their products in float32, as the policy defines; the scan
-also rounds each product's result to bfloat16 (its dots' output dtype), so the two agree to
-bfloat16's precision, not bitwise. The backward kernel is the float32 one: the gradient of the
-rounded forward pass with the rounding passed straight through, in float32 throughout, where the
-scan's matmul cotangents are bfloat16. The extension is built when
+``MixedPrecisionCell`` policy of ``jnp.bfloat16``: the forward kernel rounds the operands of the
+cell's two matmuls (``x @ W_ih``, ``h @ W_hh``) to bfloat16 and sums their products in float32, as
+the policy defines, with MKL's bf16 GEMM where the CPU has bf16 units (AMX, AVX512-BF16) and MKL is
+installed, else with float32 GEMMs of the rounded values (``bf16_mode``: the same numbers, as bf16
+products are exact in float32); the scan also rounds each product's result to bfloat16 (its dots'
+output dtype), so the two agree to bfloat16's precision, not bitwise. The backward kernel is the
+float32 one: the gradient of the rounded forward pass with the rounding passed straight through, in
+float32 throughout, where the scan's matmul cotangents are bfloat16. The extension is built when
 the package is installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and
 AUTO keeps the scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not
 defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
@@ -58,6 +59,7 @@ __all__ = [
     "allowed_cpus",
     "available",
     "blas",
+    "bf16_mode",
     "has_bf16",
     "native_recurrence",
     "supports",
@@ -161,8 +163,7 @@ def available() -> bool:
 
 def supports(cell: Cell) -> bool:
     """Whether the kernels compute exactly ``cell``'s step (subclasses may change it: no); a
-    ``MixedPrecisionCell`` of such a cell with a bfloat16 (or float32) policy too, the bfloat16
-    one where the BLAS has a bf16 GEMM (``has_bf16``)."""
+    ``MixedPrecisionCell`` of such a cell with a bfloat16 (or float32) policy too."""
     inner, bf16 = _unwrap(cell)
     return (
         bf16 is not None
@@ -171,9 +172,12 @@ def supports(cell: Cell) -> bool:
     )
 
 
-def needs_bf16(cell: Cell) -> bool:
-    """Whether ``cell`` is a bfloat16 ``MixedPrecisionCell`` (its kernels need ``has_bf16``)."""
-    return _unwrap(cell)[1] is True
+def bf16_mode() -> int:
+    """How the forward kernel multiplies bfloat16 operands: 2, MKL's bf16 GEMM, where MKL has it
+    (``has_bf16``) and the CPU has bf16 units; else 1, float32 GEMMs of the rounded values
+    (MKL's bf16 GEMM without such units ran 0.85-1.09x the speed of its float32 one and made a
+    streaming step 5x slower: it converts per call)."""
+    return 2 if has_bf16() and _loading.cpu_has_bf16_units() else 1
 
 
 def _unwrap(cell: Cell) -> tuple[Cell, bool | None]:
@@ -232,8 +236,7 @@ def native_recurrence(
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
     cell, bf16 = _unwrap(cell)
-    if bf16 and not has_bf16():
-        raise RuntimeError(f"backend='native' runs bfloat16 matmuls with MKL only, not {blas()}")
+    bf16 = bf16_mode() if bf16 else 0
     if valid is None:
         valid = jnp.ones(_steps_and_batch(xs, batch_major), jnp.uint8)
     # The kernels read float32; casting out here lets JAX cast the cotangents back.
@@ -357,7 +360,7 @@ def _forward(cell, reverse, batch_major, bf16, params, xs, state0, valid, keep: 
         keep=keep,
         batch_major=batch_major,
         threads=_threads(cell, batch),
-        bf16=bf16,
+        bf16=np.int32(bf16),
         blas=_blas_table(cell, batch),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")

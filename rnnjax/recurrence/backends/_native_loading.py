@@ -132,6 +132,16 @@ def _table(name: str) -> list[int | None]:
     return addresses
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":")[1].split() for line in info if "flags" in line), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo") as info:

@@ -4,8 +4,8 @@
 option. ``FUSED`` (``backends._fused_vjp``) has a hand-written backward pass whose weight gradients
 are large matmuls after the loop; it needs a fusable cell (``Cell.fusable``). ``NATIVE``
 (``backends._native``) runs the time loop of a layer's direction as compiled C++ with OpenBLAS
-matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32, and under a bfloat16
-``MixedPrecisionCell`` with MKL. ``CUDNN``
+matmuls, on CPU, for the built-in LSTM, GRU and Elman cells in float32, also under a bfloat16
+``MixedPrecisionCell``. ``CUDNN``
 (``backends._cudnn``) runs a whole LSTM layer as cuDNN's fused kernel on a GPU. ``ASSOCIATIVE``
 (``backends._associative``) runs a cell with a linear recurrence (``rnnjax.cells.LinearCell``:
 minGRU, minLSTM, LRU) as one parallel prefix scan. ``NEWTON`` (``backends._newton``, DEER and
@@ -189,14 +189,7 @@ def _native_problem(cell: Cell, dtype=None, platform=None) -> str | None:
     if platform != "cpu":
         return f"backend='native' runs on CPU, but JAX runs on {platform!r}"
     reason = _native.unavailable_reason()
-    if reason is not None:
-        return f"backend='native' cannot run here: {reason}"
-    if _native.needs_bf16(cell) and not _native.has_bf16():
-        return (
-            "backend='native' runs a bfloat16 MixedPrecisionCell with MKL's bf16 GEMM "
-            f"(pip install 'rnnjax[mkl]'); the kernels use {_native.blas()}, which has none"
-        )
-    return None
+    return None if reason is None else f"backend='native' cannot run here: {reason}"
 
 
 def _raise_if(problem: str | None) -> None:

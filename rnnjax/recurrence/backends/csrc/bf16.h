@@ -24,6 +24,16 @@ RNNJAX_ROW static void ToBf16Row(int64_t n, const float* __restrict x, uint16_t*
   for (int64_t j = 0; j < n; ++j) y[j] = ToBf16(x[j]);
 }
 
+// y[j] = bf16(x[j]) as a float (exactly representable): for float32 GEMMs of bf16 operands,
+// whose products are exact in float32 (8-bit significands make 16-bit products), so they
+// compute what a bf16 GEMM with float32 accumulation does, up to the order of the sums.
+RNNJAX_ROW static void RoundBf16Row(int64_t n, const float* __restrict x, float* __restrict y) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t bits = static_cast<uint32_t>(ToBf16(x[j])) << 16;
+    std::memcpy(&y[j], &bits, sizeof bits);
+  }
+}
+
 }  // namespace rnnjax
 
 #endif  // RNNJAX_CSRC_BF16_H_

@@ -126,24 +126,27 @@ inline void GemmBf16(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t
   g_blas.bf16_gemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
 }
 
-// RightOperand's bfloat16 twin: w [k, n] packed once, then c = a[m, k] @ w per product.
+// RightOperand's bfloat16 twin: w [k, n] packed once (unless pack = false: a few products,
+// where packing costs more than it saves), then c = a[m, k] @ w per product.
 class RightOperandBf16 {
  public:
-  RightOperandBf16(int64_t m, int64_t n, int64_t k, const uint16_t* w, int64_t ldw)
-      : m_(m), n_(n), k_(k) {
-    if (m == 0 || n == 0 || k == 0) return;
+  RightOperandBf16(int64_t m, int64_t n, int64_t k, const uint16_t* w, int64_t ldw, bool pack)
+      : m_(m), n_(n), k_(k), w_(w), ldw_(ldw) {
+    if (!pack || m == 0 || n == 0 || k == 0) return;
     packed_.resize(g_blas.bf16_pack_get_size(kBMatrix, m, n, k) / sizeof(uint16_t) + 1);
     g_blas.bf16_pack(kRowMajor, kBMatrix, kNoTrans, m, n, k, w, ldw, packed_.data());
   }
 
   void Multiply(const uint16_t* a, int64_t lda, float* c, int64_t ldc) const {
-    if (packed_.empty()) return GemmBf16(m_, n_, k_, a, lda, nullptr, n_, c, ldc);
+    if (packed_.empty()) return GemmBf16(m_, n_, k_, a, lda, w_, ldw_, c, ldc);
     g_blas.bf16_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, 1.f, a, lda, packed_.data(),
                         n_, 0.f, c, ldc);
   }
 
  private:
   int64_t m_, n_, k_;
+  const uint16_t* w_;
+  int64_t ldw_;
   std::vector<uint16_t> packed_;
 };
 

@@ -67,7 +67,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxForward, rnnjax::Forward,
                                   .Attr<bool>("keep")
                                   .Attr<bool>("batch_major")
                                   .Attr<int32_t>("threads")
-                                  .Attr<bool>("bf16")
+                                  .Attr<int32_t>("bf16")
                                   .Attr<int32_t>("blas"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bf16.h"
@@ -26,27 +27,40 @@ struct ForwardArgs {
   Shape s;
   int32_t kind;
   bool reverse, keep;
-  // The operands of the step's two matmuls of the cell, x @ W_ih and h @ W_hh, rounded to
-  // bfloat16 (MixedPrecisionCell), their products summed in float32; all else in float32, the
+  // kBf16Gemm and kBf16Rounded: the operands of the step's two matmuls of the cell, x @ W_ih
+  // and h @ W_hh, rounded to bfloat16 (MixedPrecisionCell), their products summed in float32,
+  // by MKL's bf16 GEMM (fast where the CPU has bf16 units) or by float32 GEMMs of the rounded
+  // values (the same numbers, at float32 speed, on any CPU and BLAS); all else in float32, the
   // reset-before GRU's (r * h) W_hn and the LSTM's projection included (as the policy leaves
   // the matmuls inside the cell's pointwise step).
-  bool bf16;
+  int32_t bf16;
   const float *x, *w_ih, *bias, *w_hh, *w_hr, *b_hn, *h0, *c0;
   const uint8_t* valid;
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
-// What the ranks share with bf16: the chunk's rows of x and the state h, rounded (h: the
-// state entering the step and the one leaving it, as h_buffers).
+enum Bf16Mode : int32_t { kFloat32 = 0, kBf16Rounded = 1, kBf16Gemm = 2 };
+
+// What the ranks share with bf16: the state h rounded (entering the step and leaving it, as
+// h_buffers), as bf16 for kBf16Gemm and as float for kBf16Rounded; and kBf16Gemm's chunk of x
+// (kBf16Rounded's is the float x_chunk).
 struct Bf16Buffers {
   std::vector<uint16_t> x_chunk, h[2];
+  std::vector<float> h_rounded[2];
 };
 
 // Rows `mine` (of m * B, time-major: step t_lo + r / B, example r % B) of x, rounded to bf16
-// into `chunk`, from either layout.
-inline void RoundRows(const float* x, const Shape& s, int64_t t_lo, Range mine, uint16_t* chunk) {
-  for (int64_t r = mine.begin; r < mine.end; ++r)
-    ToBf16Row(s.I, x + s.IoRow(t_lo + r / s.B, r % s.B) * s.I, chunk + r * s.I);
+// into `chunk` (uint16_t: bf16; float: bf16 values as float), from either layout.
+template <typename T>
+inline void RoundRows(const float* x, const Shape& s, int64_t t_lo, Range mine, T* chunk) {
+  for (int64_t r = mine.begin; r < mine.end; ++r) {
+    const float* row = x + s.IoRow(t_lo + r / s.B, r % s.B) * s.I;
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      ToBf16Row(s.I, row, chunk + r * s.I);
+    } else {
+      RoundBf16Row(s.I, row, chunk + r * s.I);
+    }
+  }
 }
 
 // Rank's part of the forward pass: units U of every gate, all rows, all steps. rh [B, H]:
@@ -63,15 +77,23 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   std::vector<float> w_ih_copy, w_hh_copy;
   const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
   const float* w_hh_u = GateColumns(a.w_hh, P, s, u, &w_hh_copy);
-  std::vector<uint16_t> w_ih16(a.bf16 ? s.I * width : 0), w_hh16(a.bf16 ? P * width : 0);
-  if (a.bf16) {
+  const bool gemm16 = a.bf16 == kBf16Gemm, rounded = a.bf16 == kBf16Rounded;
+  std::vector<uint16_t> w_ih16(gemm16 ? s.I * width : 0), w_hh16(gemm16 ? P * width : 0);
+  std::vector<float> w_ih_r(rounded ? s.I * width : 0), w_hh_r(rounded ? P * width : 0);
+  if (gemm16) {
     ToBf16Row(s.I * width, w_ih_u, w_ih16.data());
     ToBf16Row(P * width, w_hh_u, w_hh16.data());
+  } else if (rounded) {
+    RoundBf16Row(s.I * width, w_ih_u, w_ih_r.data());
+    RoundBf16Row(P * width, w_hh_u, w_hh_r.data());
   }
+  const float* w_ih_step = rounded ? w_ih_r.data() : w_ih_u;  // the input projection's weight
   // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
   const int64_t step_columns = before ? 2 * n : width;
-  const RightOperand w_step(B, a.bf16 ? 0 : step_columns, P, w_hh_u, width, false, PackPays(s));
-  const RightOperandBf16 w_step16(B, a.bf16 ? step_columns : 0, P, w_hh16.data(), width);
+  const RightOperand w_step(B, gemm16 ? 0 : step_columns, P, rounded ? w_hh_r.data() : w_hh_u,
+                            width, false, PackPays(s));
+  const RightOperandBf16 w_step16(B, gemm16 ? step_columns : 0, P, w_hh16.data(), width,
+                                  PackPays(s));
   const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
                             PackPays(s));
   std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
@@ -83,38 +105,46 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
   const Range state = projected ? v : u;  // the rank's columns of h
   uint16_t *h16 = bf16->h[0].data(), *h16_new = bf16->h[1].data();
-  auto round_state = [&](const float* from, uint16_t* to) {
-    for (int64_t b = 0; b < B; ++b)
-      ToBf16Row(state.size(), from + b * P + state.begin, to + b * P + state.begin);
+  float *h_r = bf16->h_rounded[0].data(), *h_r_new = bf16->h_rounded[1].data();
+  auto round_state = [&](const float* from, uint16_t* to16, float* to) {
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = from + b * P + state.begin;
+      if (gemm16) ToBf16Row(state.size(), row, to16 + b * P + state.begin);
+      if (rounded) RoundBf16Row(state.size(), row, to + b * P + state.begin);
+    }
   };
   if (a.bf16) {
-    round_state(h, h16);
+    round_state(h, h16, h_r);
     barrier.Wait();  // every rank's first product reads all of h0
   }
   for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
     const int64_t m = std::min(C, s.T - k);
     const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
     const float* x = a.x + t_lo * B * s.I;
-    if (a.bf16) {  // every rank rounds its share of the chunk's rows, then reads all
+    if (gemm16) {  // every rank rounds its share of the chunk's rows, then reads all
       RoundRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), bf16->x_chunk.data());
       barrier.Wait();
+    } else if (rounded) {  // likewise, into the float chunk
+      RoundRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
+      barrier.Wait();
+      x = x_chunk;
     } else if (s.batch_major) {  // likewise: every rank gathers its share, then reads all
       GatherRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
       barrier.Wait();
       x = x_chunk;
     }
-    if (a.bf16) {
+    if (gemm16) {
       GemmBf16(m * B, width, s.I, bf16->x_chunk.data(), s.I, w_ih16.data(), width, proj.data(),
                width);
     } else {
-      Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_u, width, 0.f, proj.data(), width);
+      Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_step, width, 0.f, proj.data(), width);
     }
     for (int64_t step = k; step < k + m; ++step) {
       const int64_t t = TimeAt(step, s, a.reverse);
-      if (a.bf16) {
+      if (gemm16) {
         w_step16.Multiply(h16, P, hw.data(), width);
       } else {
-        w_step.Multiply(h, P, 0.f, hw.data(), width);
+        w_step.Multiply(rounded ? h_r : h, P, 0.f, hw.data(), width);
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
@@ -173,8 +203,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
         }
       }
       if (a.bf16) {
-        round_state(h_new, h16_new);
+        round_state(h_new, h16_new, h_r_new);
         std::swap(h16, h16_new);
+        std::swap(h_r, h_r_new);
       }
       std::swap(h, h_new);
       std::swap(c, c_new);
@@ -197,14 +228,16 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                           ffi::ResultBuffer<ffi::F32> h_last, ffi::ResultBuffer<ffi::F32> c_last,
                           ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> prev_c,
                           int32_t kind, bool reverse, bool keep, bool batch_major,
-                          int32_t threads, bool bf16, int32_t blas) {
+                          int32_t threads, int32_t bf16, int32_t blas) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
     if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, blas, &s);
         e.failure())
       return e;
     const bool lstm = kind == kLstm;
-    if (bf16 && !g_blas_tables[blas].has_bf16())
+    if (bf16 < kFloat32 || bf16 > kBf16Gemm)
+      return ffi::Error::InvalidArgument("rnnjax: bf16 must be 0, 1 or 2");
+    if (bf16 == kBf16Gemm && !g_blas_tables[blas].has_bf16())
       return ffi::Error::InvalidArgument(
           "rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32 (the mkl wheel); this BLAS has none");
     // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
@@ -247,20 +280,24 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     std::vector<float> c_buffers[2] = {
         lstm ? std::vector<float>(a.c0, a.c0 + cells) : std::vector<float>(),
         std::vector<float>(lstm ? cells : 0)};
-    std::vector<float> x_chunk(s.batch_major ? ChunkSteps(s) * s.B * s.I : 0);
+    const bool rounded = bf16 == kBf16Rounded;
+    std::vector<float> x_chunk(s.batch_major || rounded ? ChunkSteps(s) * s.B * s.I : 0);
     std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
-    Bf16Buffers rounded;
-    if (bf16) {
-      rounded.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
-      rounded.h[0].resize(state);
-      rounded.h[1].resize(state);
+    Bf16Buffers shared16;
+    if (bf16 == kBf16Gemm) {
+      shared16.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
+      shared16.h[0].resize(state);
+      shared16.h[1].resize(state);
+    } else if (rounded) {
+      shared16.h_rounded[0].resize(state);
+      shared16.h_rounded[1].resize(state);
     }
     if (!keep) AdviseHugePages(a.out, out->element_count() * sizeof(float));  // huge_pages.h
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
     const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
       OneBlasThread one;
-      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &rounded, rank,
+      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &shared16, rank,
                   size);
     });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
