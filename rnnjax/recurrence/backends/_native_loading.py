@@ -136,7 +136,7 @@ def cpu_has_bf16_units() -> bool:
     """Whether the CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":")[1].split() for line in info if "flags" in line), [])
+            flags = next((ln.split(":")[1].split() for ln in info if ln.startswith("flags")), [])
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
@@ -145,7 +145,7 @@ def cpu_has_bf16_units() -> bool:
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo") as info:
-            return next((line.split(":")[1].strip() for line in info if "vendor_id" in line), "")
+            return next((ln.split(":")[1].strip() for ln in info if ln.startswith("vendor_id")), "")
     except OSError:
         return ""
 
