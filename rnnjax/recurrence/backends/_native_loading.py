@@ -160,6 +160,13 @@ def preferred_order() -> tuple[str, str]:
     return first, next(name for name in _BLAS if name != first)
 
 
+def _automatic() -> tuple[str, str] | None:
+    """``(BLAS for small problems, for large ones)``: the first of ``preferred_order`` that
+    loads, and ``_for_large_problems`` of it; None where none loads."""
+    chosen = next((name for name in preferred_order() if _load(name)[0] is not None), None)
+    return None if chosen is None else (chosen, _for_large_problems(chosen))
+
+
 def _for_large_problems(chosen: str) -> str:
     """The BLAS for large problems: OpenBLAS on an AMD CPU where MKL was chosen by default
     (loaded here), else the chosen one."""
@@ -196,27 +203,26 @@ def unavailable_reason() -> str | None:
     extension and a BLAS (``preferred_order``; MKL too, for bfloat16, where installed) and
     registers the FFI handlers; a BLAS that is installed but fails to load is skipped with one
     warning that names it and says why."""
-    order = preferred_order()  # a bad RNNJAX_NATIVE_BLAS raises here, before anything loads
+    preferred_order()  # a bad RNNJAX_NATIVE_BLAS raises here, before anything loads
     try:
         from rnnjax import _cpu_recurrence
     except ImportError as error:
         return f"the compiled extension rnnjax._cpu_recurrence is not built ({error})"
-    chosen = next((name for name in order if _load(name)[0] is not None), None)
-    large = _for_large_problems(chosen) if chosen else None
+    tables = _automatic()
     _load("mkl")  # its bfloat16 GEMM, whichever BLAS runs float32 (_table)
     failures = [
         f"{name} is installed but does not load ({_load(name)[1]})"
         for name in _BLAS
         if name in _tried and _load(name)[1] is not None
     ]
-    if chosen is None:
+    if tables is None:
         reason = "no BLAS loads: " + "; ".join(
             failures or ["install scipy-openblas32 (a dependency) or mkl (rnnjax[mkl])"]
         )
         if failures:
             warnings.warn(f"rnnjax: {reason}; the layers run the scan", RuntimeWarning, 2)
         return reason
-    _apply(chosen, large)
+    _apply(*tables)
     if failures:
         warnings.warn(
             f"rnnjax: {'; '.join(failures)}; the native backend uses {_names()}",
@@ -256,8 +262,7 @@ def use_blas(name: str) -> None:
     if reason is not None:
         raise RuntimeError(f"backend='native' cannot run: {reason}")
     if name == "auto":
-        chosen = next(n for n in preferred_order() if _load(n)[0] is not None)
-        return _apply(chosen, _for_large_problems(chosen))
+        return _apply(*_automatic())
     addresses, problem = _load(name)
     if addresses is None:
         raise ValueError(f"{name} {'does not load: ' + problem if problem else 'is not installed'}")
