@@ -13,6 +13,7 @@
 #include "blas.h"
 #include "gate_math.h"
 #include "kernel_shape.h"
+#include "profile.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -73,7 +74,7 @@ inline void UnprojectedOutput(const float* acts, const float* prev_c, int64_t H,
 // Rank's part of the backward pass: per step the gate-math VJP of units U and dh[:, U]; per
 // chunk its share of the weight-gradient columns and of the input-gradient rows.
 inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& shared, int rank,
-                         int threads) {
+                         int threads, PhaseClock& clock) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, P = s.P, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
@@ -98,6 +99,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
   float* d_proj = gru ? shared.d_proj.data() : d_hw;  // equal unless the cell is a GRU
   const Range cols = Share(GH, rank, threads), no_cols{0, 0};
   const int64_t chunks = (s.T + C - 1) / C;
+  clock.Lap(kSetup);
   for (int64_t ci = chunks - 1; ci >= 0; --ci) {  // the forward's chunks, last first
     const int64_t k = ci * C, m = std::min(C, s.T - k);
     const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
@@ -119,8 +121,9 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
             std::copy_n(dh + at, v.size(), dh_new + at);
           }
         }
-        barrier.Wait();  // dh_P_t is complete: every rank's product reads all of it
+        clock.Wait(kGates, barrier);  // dh_P_t is complete: every rank's product reads all of it
         w_proj_back.Multiply(d_state_t, P, 0.f, shared.d_rh.data() + u.begin, H);
+        clock.Lap(kProduct);
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
@@ -157,19 +160,21 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
           std::fill_n(dh_new + at, n, 0.f);
         }
       }
-      barrier.Wait();  // dZ_t is complete: every rank's product reads all of its columns
+      clock.Wait(kGates, barrier);  // dZ_t is complete: every rank's product reads all of it
       if (before) {
         float* d_rh = shared.d_rh.data();
         w_reset_back.Multiply(dhw_t + 2 * H, GH, 0.f, d_rh + u.begin, H);
+        clock.Lap(kProduct);
         for (int64_t b = 0; b < B; ++b) {
           const int64_t row = t * B + b, at = b * H + u.begin;
           if (!a.valid[row]) continue;
           GruBeforeRowGradGates(n, a.acts + row * A * H + u.begin, a.StateEntering(t, b) + u.begin,
                                 d_rh + at, dhw_t + b * GH + u.begin, dh_new + at);
         }
-        barrier.Wait();  // the r block of dZ_t is complete
+        clock.Wait(kGates, barrier);  // the r block of dZ_t is complete
       }
       w_back.Multiply(dhw_t, GH, 1.f, dh_new + mine_h.begin, P);
+      clock.Lap(kProduct);
       std::swap(dh, dh_new);
       std::swap(dc, dc_new);
     }
@@ -206,7 +211,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
       GatherRows(a.x, s, t_lo, mine, shared.x_chunk.data());
       x = shared.x_chunk.data();
     }
-    barrier.Wait();
+    clock.Wait(kWeights, barrier);
     // dW_hh: the entering states' columns, and reset-before's n block from r * h.
     const Range h_cols = before ? Intersect(cols, Range{0, 2 * H}) : cols;
     const Range rh_cols = before ? Intersect(cols, Range{2 * H, GH}) : no_cols;
@@ -231,7 +236,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
     AddRows(rows, cols.size(), d_proj + cols.begin, GH, a.db_proj + cols.begin);
     const Range hw_cols = gru ? cols : no_cols;
     AddRows(rows, hw_cols.size(), d_hw + hw_cols.begin, GH, a.db_hw + hw_cols.begin);
-    barrier.Wait();  // the chunk buffers are read: the next chunk may overwrite them
+    clock.Wait(kWeights, barrier);  // the chunk buffers are read: the next may overwrite them
   }
   for (int64_t b = 0; b < B; ++b) {
     std::copy_n(dh + b * P + mine_h.begin, mine_h.size(), a.dh0 + b * P + mine_h.begin);
@@ -334,10 +339,12 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     }
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
-    const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
-      OneBlasThread one;
-      BackwardPart(a, barrier, shared, rank, size);
-    });
+    const std::string error = RunProfiledTeam(
+        threads, "backward", s, kind, /*keep=*/true, /*bf16=*/0,
+        [&](int rank, int size, Barrier& barrier, PhaseClock& clock) {
+          OneBlasThread one;
+          BackwardPart(a, barrier, shared, rank, size, clock);
+        });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_backward: " + error);
     return ffi::Error::Success();
   });

@@ -28,7 +28,8 @@
 // in the backward step; dW_hr per chunk from o * tanh(c), recomputed from the kept gates.
 //
 // kernel_shape.h reads and checks the buffers' shapes, forward.h and backward.h are the two
-// kernels; this file registers them as XLA FFI handlers and holds the Python module.
+// kernels, profile.h times their phases per thread (RNNJAX_NATIVE_PROFILE); this file registers
+// them as XLA FFI handlers and holds the Python module.
 
 #include <Python.h>
 

@@ -16,6 +16,7 @@
 #include "gate_math.h"
 #include "huge_pages.h"
 #include "kernel_shape.h"
+#include "profile.h"
 #include "team.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -68,7 +69,7 @@ inline void RoundRows(const float* x, const Shape& s, int64_t t_lo, Range mine, 
 // projected LSTM's o * tanh(c) in rh, whose projection's columns V the rank computes.
 inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<float>* h_buffers,
                         std::vector<float>* c_buffers, float* x_chunk, float* rh,
-                        Bf16Buffers* bf16, int rank, int threads) {
+                        Bf16Buffers* bf16, int rank, int threads, PhaseClock& clock) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
@@ -113,9 +114,10 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
       if (rounded) RoundBf16Row(state.size(), row, to + b * P + state.begin);
     }
   };
+  clock.Lap(kSetup);
   if (a.bf16) {
     round_state(h, h16, h_r);
-    barrier.Wait();  // every rank's first product reads all of h0
+    clock.Wait(kInput, barrier);  // every rank's first product reads all of h0
   }
   for (int64_t k = 0; k < s.T; k += C) {  // processing steps k .. k + m - 1
     const int64_t m = std::min(C, s.T - k);
@@ -123,14 +125,14 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
     const float* x = a.x + t_lo * B * s.I;
     if (gemm16) {  // every rank rounds its share of the chunk's rows, then reads all
       RoundRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), bf16->x_chunk.data());
-      barrier.Wait();
+      clock.Wait(kInput, barrier);
     } else if (rounded) {  // likewise, into the float chunk
       RoundRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
-      barrier.Wait();
+      clock.Wait(kInput, barrier);
       x = x_chunk;
     } else if (s.batch_major) {  // likewise: every rank gathers its share, then reads all
       GatherRows(a.x, s, t_lo, Share(m * B, rank, threads, 1), x_chunk);
-      barrier.Wait();
+      clock.Wait(kInput, barrier);
       x = x_chunk;
     }
     if (gemm16) {
@@ -139,6 +141,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
     } else {
       Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_step, width, 0.f, proj.data(), width);
     }
+    clock.Lap(kInput);
     for (int64_t step = k; step < k + m; ++step) {
       const int64_t t = TimeAt(step, s, a.reverse);
       if (gemm16) {
@@ -146,6 +149,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
       } else {
         w_step.Multiply(rounded ? h_r : h, P, 0.f, hw.data(), width);
       }
+      clock.Lap(kProduct);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
         if (a.keep && lstm) std::copy_n(c + at, n, a.prev_c + row * H + u.begin);
@@ -177,8 +181,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
         }
       }
       if (before) {
-        barrier.Wait();  // r * h is complete: every rank's (r * h) W_hn reads all of it
+        clock.Wait(kGates, barrier);  // r * h is complete: every (r * h) W_hn reads all of it
         w_reset.Multiply(rh, H, 0.f, hw.data() + 2 * n, width);
+        clock.Lap(kProduct);
         for (int64_t b = 0; b < B; ++b) {
           const int64_t row = t * B + b, at = b * H + u.begin;
           if (!a.valid[row]) continue;
@@ -189,8 +194,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
         }
       }
       if (projected) {
-        barrier.Wait();  // o * tanh(c) is complete: every rank's columns V of h_P read all of it
+        clock.Wait(kGates, barrier);  // o * tanh(c) is complete: every column of h_P reads it
         w_proj.Multiply(rh, H, 0.f, h_new + v.begin, P);
+        clock.Lap(kProduct);
         for (int64_t b = 0; b < B; ++b) {
           float* h_p = h_new + b * P + v.begin;
           float* out = a.out + s.IoRow(t, b) * P + v.begin;
@@ -209,7 +215,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
       }
       std::swap(h, h_new);
       std::swap(c, c_new);
-      barrier.Wait();  // the new state is complete: every rank's next product reads all of it
+      clock.Wait(kGates, barrier);  // the new state is complete: every next product reads it all
     }
   }
   for (int64_t b = 0; b < B; ++b) {
@@ -295,11 +301,13 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     if (!keep) AdviseHugePages(a.out, out->element_count() * sizeof(float));  // huge_pages.h
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
-    const std::string error = RunTeam(threads, [&](int rank, int size, Barrier& barrier) {
-      OneBlasThread one;
-      ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &shared16, rank,
-                  size);
-    });
+    const std::string error = RunProfiledTeam(
+        threads, "forward", s, kind, keep, bf16,
+        [&](int rank, int size, Barrier& barrier, PhaseClock& clock) {
+          OneBlasThread one;
+          ForwardPart(a, barrier, h_buffers, c_buffers, x_chunk.data(), rh.data(), &shared16,
+                      rank, size, clock);
+        });
     if (!error.empty()) return ffi::Error::Internal("rnnjax_forward: " + error);
     return ffi::Error::Success();
   });
