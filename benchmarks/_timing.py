@@ -39,3 +39,27 @@ def interleaved(
 
 def median_ms(samples: list[float]) -> float:
     return 1e3 * statistics.median(samples)
+
+
+def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """The ratio of two implementations' times in each round of ``interleaved``.
+
+    Both ran within the same round, so a load change between rounds moves both; the spread of
+    these ratios says how far a table's ratio of medians can be trusted on a noisy machine.
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(
+            f"round_ratios: the two sample lists must have one entry per round, "
+            f"got {len(numerator)} and {len(denominator)}"
+        )
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartile (both the value itself for one sample)."""
+    if not values:
+        raise ValueError("quartiles: needs at least one value, got none")
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3

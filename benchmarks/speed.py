@@ -9,10 +9,12 @@
 For every (shape B x T x I x H, cell, mode) the implementations alternate within one loop after
 warm-up (``benchmarks._timing.interleaved``); the table gives medians in ms, tokens/s, achieved
 GFLOP/s (matmul FLOPs, ``benchmarks._peers.flops``) and the ratios rnnjax/torch and rnnjax/flax
-(below 1 = rnnjax faster). Modes: ``train`` (forward + backward + clip + Adam), ``infer``
-(forward), ``stream`` (one step of batch one: latency). Results go to ``--json``. An
-implementation that does not run a configuration (``jax-cudnn`` for a GRU, ``rnnjax-cudnn`` on a
-CPU) is left out of that row with its reason.
+(below 1 = rnnjax faster) with, in brackets, the quartiles of the per-round ratios (the
+implementations alternate within each round, so a round's ratio is taken under one load: a wide
+bracket says the machine drifted and the ratio is not to be trusted). Modes: ``train`` (forward
++ backward + clip + Adam), ``infer`` (forward), ``stream`` (one step of batch one: latency).
+Results go to ``--json``. An implementation that does not run a configuration (``jax-cudnn``
+for a GRU, ``rnnjax-cudnn`` on a CPU) is left out of that row with its reason.
 """
 
 import argparse
@@ -69,6 +71,20 @@ def configurations(args):
                 yield shape, cell, mode
 
 
+# The CPU features that decide which kernels run (AVX-512, bf16 units): two hosts with the same
+# core count can differ by 2x in matmul rate, so a table records which one it came from.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in CPU_FLAGS if flag in flags]
+
+
 def machine() -> dict:
     import jax
     import torch
@@ -84,6 +100,7 @@ def machine() -> dict:
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "jax": jax.__version__,
@@ -115,6 +132,8 @@ def run_one(shape, cell, mode, impls, repeats, warmup):
         results[impl] = {
             "ms": ms,
             "samples_ms": [1e3 * t for t in times],
+            "min_ms": 1e3 * min(times),
+            "max_ms": 1e3 * max(times),
             "tokens_per_s": _peers.tokens(mode, shape) / (ms / 1e3),
             "gflops": flop / (ms / 1e3) / 1e9,
         }
@@ -123,6 +142,10 @@ def run_one(shape, cell, mode, impls, repeats, warmup):
         for peer in ("torch", "flax")
         if "rnnjax" in results and peer in results
     }
+    quartiles = {
+        key: _timing.quartiles(_timing.round_ratios(samples["rnnjax"], samples[key.split("/")[1]]))
+        for key in ratios
+    }
     return {
         "shape": shape._asdict(),
         "cell": cell,
@@ -130,6 +153,7 @@ def run_one(shape, cell, mode, impls, repeats, warmup):
         "gflop": flop / 1e9,
         "results": results,
         "ratios": ratios,
+        "ratio_quartiles": quartiles,
         "skipped": skipped,
     }
 
@@ -139,7 +163,9 @@ def format_row(record) -> str:
     cols = [f"{shape:>16} {record['cell']:>4} {record['mode']:>6}"]
     for impl, r in record["results"].items():
         cols.append(f"{impl} {r['ms']:8.2f} ms {r['gflops']:6.1f} GF/s")
-    cols += [f"{k} {v:5.2f}" for k, v in record["ratios"].items()]
+    for key, ratio in record["ratios"].items():
+        q1, q3 = record["ratio_quartiles"][key]
+        cols.append(f"{key} {ratio:5.2f} [{q1:4.2f}-{q3:4.2f}]")
     if record["skipped"]:
         cols.append("skipped " + ",".join(record["skipped"]))
     return " | ".join(cols)

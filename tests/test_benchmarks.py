@@ -6,7 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import blas_bf16, memory, mixed_precision, options, rnn_vs_transformer, speed
+from benchmarks import (
+    _timing,
+    blas_bf16,
+    memory,
+    mixed_precision,
+    native_profile,
+    options,
+    rnn_vs_transformer,
+    speed,
+)
 from rnnjax.recurrence.backends import _native_loading
 
 
@@ -19,16 +28,31 @@ def test_speed_runs_every_library_and_writes_json(tmp_path):
         + ["--impls", "rnnjax,rnnjax-native-openblas,rnnjax-fused-hoist,rnnjax-bf16,torch,flax"]
     )
     report = json.loads(path.read_text())
-    assert {"date", "cpu", "jax", "torch"} <= set(report["machine"])
+    assert {"date", "cpu", "cpu_flags", "jax", "torch"} <= set(report["machine"])
     assert len(report["records"]) == 9
     for record in report["records"]:
         assert set(record) >= {"shape", "cell", "mode", "gflop", "results", "ratios"}
         assert set(record["ratios"]) == {"rnnjax/torch", "rnnjax/flax"}
+        for key, ratio in record["ratios"].items():  # one round: the quartiles are its ratio
+            assert record["ratio_quartiles"][key] == pytest.approx([ratio, ratio])
         assert "rnnjax-bf16" in record["results"]  # the bfloat16 policy too
         if record["mode"] != "stream":  # the native kernels on OpenBLAS ran as well
             assert "rnnjax-native-openblas" in record["results"]
         for result in record["results"].values():
             assert result["ms"] > 0 and result["tokens_per_s"] > 0 and result["gflops"] > 0
+            assert result["min_ms"] <= result["ms"] <= result["max_ms"]
+
+
+def test_ratio_quartiles_come_from_the_rounds_not_the_medians():
+    # The load changes 16-fold across the rounds; within each, rnnjax takes half torch's time.
+    rnnjax, torch = [0.1, 0.2, 0.4, 0.8, 1.6], [0.2, 0.4, 0.8, 1.6, 3.2]
+    assert _timing.round_ratios(rnnjax, torch) == pytest.approx([0.5] * 5)
+    assert _timing.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((2.0, 4.0))
+    assert _timing.quartiles([0.7]) == (0.7, 0.7)
+    with pytest.raises(ValueError, match="one entry per round, got 2 and 3"):
+        _timing.round_ratios([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="at least one value"):
+        _timing.quartiles([])
 
 
 @pytest.mark.skipif(
@@ -48,12 +72,15 @@ def test_options_times_each_option_on_each_backend(tmp_path):
 
 def test_memory_reports_each_configuration(tmp_path):
     path = tmp_path / "memory.json"
+    # One subprocess per implementation: the four kinds of worker (the native kernels with
+    # remat, the scan, flax, torch), not every option of each.
+    impls = ["rnnjax-remat", "rnnjax-scan", "flax", "torch"]
     memory.main(
         ["--steps", "8", "--batch", "2", "--inputs", "4", "--hidden", "4"]
-        + ["--budget-gib", "2", "--json", str(path)]
+        + ["--impls", ",".join(impls), "--budget-gib", "2", "--json", str(path)]
     )
     report = json.loads(path.read_text())
-    assert [r["impl"] for r in report["records"]] == list(memory.IMPLS)
+    assert [r["impl"] for r in report["records"]] == impls
     assert all(r["status"] == "ok" and r["peak_rss_gib"] > 0 for r in report["records"])
     # A budget below the step's own size is reported, not run.
     over = memory.measure("rnnjax", 8, memory.parse_args(["--budget-gib", "1e-9"]))
@@ -128,3 +155,19 @@ def test_bf16_rounding_is_to_nearest_even():
     exact = values.astype(np.float64)
     spacing = 2.0 ** (np.floor(np.log2(np.abs(exact))) - 7)
     np.testing.assert_array_equal(got, np.round(exact / spacing) * spacing)
+
+
+@pytest.mark.skipif(
+    _native_loading.unavailable_reason() is not None, reason="needs the native CPU backend"
+)
+def test_native_profile_tabulates_each_kernel_and_rank(capsys, tmp_path):
+    report = native_profile.main(
+        ["--shape", "4x8x3x64", "--cell", "gru", "--mode", "train", "--repeats", "2"]
+        + ["--json", str(tmp_path / "p.json")]
+    )
+    rows = report["rows"]
+    assert [r["kernel"] for r in rows][:1] == ["forward"] and rows[-1]["kernel"] == "backward"
+    assert all(r["calls"] == 2 and r["product_gflops"] > 0 for r in rows)
+    assert "prod GF/s" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        native_profile.main(["--impl", "torch"])
