@@ -89,8 +89,10 @@ def _problem(inner, batch, steps, batch_first, seed=0):
 
 
 @pytest.mark.parametrize("name", INNER)
-@pytest.mark.parametrize("batch_first", [True, False])
-def test_values_and_gradients_follow_the_rounded_operands(name, batch_first, mode):
+def test_values_and_gradients_follow_the_rounded_operands(name, mode):
+    # Batch-first inputs (rounded by the kernels as they gather them); time-major ones in
+    # test_several_chunks_and_uneven_threads.
+    batch_first = True
     inner = INNER[name]
     params, x, lengths = _problem(inner, batch=3, steps=9, batch_first=batch_first)
     got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, batch_first)
