@@ -26,6 +26,8 @@ import resource
 import subprocess
 import sys
 
+from benchmarks import _report
+
 IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-remat", "rnnjax-scan-remat", "flax", "torch")
 GIB = 2**30
 
@@ -150,9 +152,7 @@ def main(argv=None) -> dict:
             gib = {k: round(v, 3) for k, v in result.items() if k.endswith("gib")}
             print(f"T={steps:>6} {impl:>17}: {result['status']:>12} {gib}", flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        _report.write_json(report, args.json)
         print(f"wrote {args.json}")
     return report
 

@@ -13,7 +13,6 @@ plain scan is timed too.
 
 import argparse
 import datetime
-import json
 import platform
 
 
@@ -45,7 +44,7 @@ def main(argv=None):
     import jax
 
     import rnnjax
-    from benchmarks import _timing
+    from benchmarks import _report, _timing
     from rnnjax import cells
 
     b, t, i, h = (int(v) for v in args.shape.split(","))
@@ -87,8 +86,7 @@ def main(argv=None):
             "mode": args.mode,
             "ms": ms,
         }
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
+        _report.write_json(record, args.json)
 
 
 if __name__ == "__main__":

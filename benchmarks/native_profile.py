@@ -21,7 +21,7 @@ import os
 import statistics
 import tempfile
 
-from benchmarks import _peers
+from benchmarks import _peers, _report
 
 PHASES = ("setup", "input", "product", "gates", "weights", "wait")
 
@@ -59,19 +59,17 @@ def summarize(calls: list[dict]) -> list[dict]:
     for kernel in sorted({c["kernel"] for c in calls}, key=("forward", "backward").index):
         mine = [c for c in calls if c["kernel"] == kernel]
         ranks = min(len(c["ranks"]) for c in mine)
+        wall = statistics.median(c["wall_ms"] for c in mine)
+        # Each rank multiplies by its share of the columns: the team's rate is the whole
+        # product over the slowest rank's product time.
+        slowest = statistics.median(max(r["product_ms"] for r in c["ranks"][:ranks]) for c in mine)
+        gflops = recurrent_gflop(mine[0]) / (slowest / 1e3) if slowest else 0.0
         for rank in range(ranks):
             row = {"kernel": kernel, "rank": rank, "calls": len(mine)}
             for phase in PHASES:
                 times = [c["ranks"][rank][f"{phase}_ms"] for c in mine]
                 row[f"{phase}_ms"] = statistics.median(times)
-            row["wall_ms"] = statistics.median(c["wall_ms"] for c in mine)
-            # Each rank multiplies by its share of the columns: the team's rate is the whole
-            # product over the slowest rank's product time.
-            slowest = statistics.median(
-                max(r["product_ms"] for r in c["ranks"][:ranks]) for c in mine
-            )
-            row["product_gflops"] = recurrent_gflop(mine[0]) / (slowest / 1e3) if slowest else 0.0
-            rows.append(row)
+            rows.append({**row, "wall_ms": wall, "product_gflops": gflops})
     return rows
 
 
@@ -116,8 +114,7 @@ def main(argv=None) -> dict:
         print(format_row(row))
     report = {"args": vars(args), "rows": rows, "calls": calls}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        _report.write_json(report, args.json)
         print(f"wrote {args.json}")
     return report
 

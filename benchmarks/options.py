@@ -11,13 +11,11 @@ repeats, medians).
 """
 
 import argparse
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 
-from benchmarks import _peers, _timing
+from benchmarks import _peers, _report, _timing
 
 OPTIONS = {
     "gru": ("gru", {}),
@@ -73,9 +71,7 @@ def main(argv=None) -> dict:
             report["records"].append({"option": option, "mode": mode, "ms": ms})
             print(f"{option:<24}{mode:<7}" + "".join(f"{ms[b]:>12.1f}" for b in BACKENDS))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        _report.write_json(report, args.json)
         print(f"wrote {args.json}")
     return report
 

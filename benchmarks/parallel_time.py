@@ -22,9 +22,10 @@ Writes a JSON (``--json``), a markdown table to stdout and a PNG of time against
 
 import argparse
 import datetime
-import json
 import platform
 import sys
+
+from benchmarks import _report
 
 LINEAR = ("mingru", "minlstm", "lru")
 
@@ -259,8 +260,7 @@ def main(argv=None):
     )
     print(table(records))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(machine=machine, records=records), f, indent=1)
+        _report.write_json(dict(machine=machine, records=records), args.json)
     if args.png:
         title = f"B={args.batch}, H={args.hidden}, {machine['device']}, {machine['date']}"
         plot(records, args.png, title)

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from benchmarks import _timing
+from benchmarks import _report, _timing
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FRA = SHARED / "eng-fra" / "fra.txt.gz"
@@ -214,9 +214,7 @@ def main(argv=None) -> dict:
     for key, value in results.items():
         print(f"{key:>34}: {value:10.3f}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        _report.write_json(report, args.json)
         print(f"wrote {args.json}")
     return report
 

@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 
-from benchmarks import _peers, _timing
+from benchmarks import _peers, _report, _timing
 
 FULL_SHAPES = "64x256x128x256,64x256x128x512,8x1024x64x128"
 STREAM_SHAPE = "1x1x128x256"
@@ -77,11 +77,9 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
+    from rnnjax.recurrence.backends import _native_loading
+
+    flags = _native_loading.cpuinfo("flags").split()
     return [flag for flag in CPU_FLAGS if flag in flags]
 
 
@@ -89,14 +87,9 @@ def machine() -> dict:
     import jax
     import torch
 
-    from rnnjax.recurrence.backends import _native
+    from rnnjax.recurrence.backends import _native, _native_loading
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
+    cpu = _native_loading.cpuinfo("model name") or platform.processor()
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu,
@@ -184,17 +177,10 @@ def main(argv=None) -> dict:
         report["records"].append(record)
         print(format_row(record), flush=True)
         if args.json:  # after every row, so that a run cut short keeps what it measured
-            _write(report, args.json)
+            _report.write_json(report, args.json)
     if args.json:
         print(f"wrote {args.json}")
     return report
-
-
-def _write(report, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

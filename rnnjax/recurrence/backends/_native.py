@@ -337,6 +337,7 @@ def _materialize(cotangent):
 def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
     del bf16  # the float32 backward pass: see the module's docstring
     params, xs, valid, (acts, prev_c, out, h0), need_dx = residuals
+    batch = _steps_and_batch(xs, batch_major)[1]
     d_out, d_final = jax.tree.map(
         _materialize,
         cotangents,
@@ -357,8 +358,8 @@ def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
         reverse=reverse,
         need_dx=need_dx,
         batch_major=batch_major,
-        threads=_threads(cell, _steps_and_batch(xs, batch_major)[1]),
-        blas=_blas_table(cell, _steps_and_batch(xs, batch_major)[1]),
+        threads=_threads(cell, batch),
+        blas=_blas_table(cell, batch),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")
     dx, dw_ih, dw_hh, dw_hr, db_proj, db_hw, dh0, dc0 = call(

@@ -132,22 +132,25 @@ def _table(name: str) -> list[int | None]:
     return addresses
 
 
-def cpu_has_bf16_units() -> bool:
-    """Whether the CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
+def cpuinfo(field: str) -> str:
+    """The first CPU's ``field`` in ``/proc/cpuinfo`` ("flags", "vendor_id"), or "" where there
+    is none (another OS)."""
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((ln.split(":")[1].split() for ln in info if ln.startswith("flags")), [])
+            lines = (ln.split(":", 1) for ln in info if ln.startswith(field))
+            return next((value.strip() for key, value in lines if key.strip() == field), "")
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
+    flags = cpuinfo("flags").split()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next((ln.split(":")[1].strip() for ln in info if ln.startswith("vendor_id")), "")
-    except OSError:
-        return ""
+    return cpuinfo("vendor_id")
 
 
 def preferred_order() -> tuple[str, str]:
