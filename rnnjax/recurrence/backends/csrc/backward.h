@@ -76,7 +76,7 @@ inline void UnprojectedOutput(const float* acts, const float* prev_c, int64_t H,
 inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared& shared, int rank,
                          int threads, PhaseClock& clock) {
   const Shape& s = a.s;
-  const int64_t B = s.B, H = s.H, P = s.P, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s);
+  const int64_t B = s.B, H = s.H, P = s.P, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s, true);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size();
   const bool lstm = a.kind == kLstm, gru = a.kind == kGru, before = a.kind == kGruBefore;
@@ -316,7 +316,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       if (lstm) std::copy_n(a.dc_last, cells, a.dc0);
       return ffi::Error::Success();
     }
-    const int64_t chunk = ChunkSteps(s) * s.B * s.GH();
+    const int64_t chunk = ChunkSteps(s, true) * s.B * s.GH();
     BackwardShared shared;
     shared.dh[0].assign(a.dh_last, a.dh_last + state);
     shared.dh[1].resize(state);
@@ -326,16 +326,16 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     }
     shared.d_hw.resize(chunk);
     if (gru) shared.d_proj.resize(chunk);
-    shared.h_chunk.resize(ChunkSteps(s) * state);
+    shared.h_chunk.resize(ChunkSteps(s, true) * state);
     if (kind == kGruBefore || s.projected()) {
       shared.d_rh.resize(cells);
-      shared.rh_chunk.resize(ChunkSteps(s) * cells);
+      shared.rh_chunk.resize(ChunkSteps(s, true) * cells);
     }
-    if (s.projected()) shared.d_state_chunk.resize(ChunkSteps(s) * state);
+    if (s.projected()) shared.d_state_chunk.resize(ChunkSteps(s, true) * state);
     a.entered = EnteringSteps(s, a.valid, reverse);
     if (s.batch_major) {
-      shared.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
-      if (need_dx) shared.dx_chunk.resize(ChunkSteps(s) * s.B * s.I);
+      shared.x_chunk.resize(ChunkSteps(s, true) * s.B * s.I);
+      if (need_dx) shared.dx_chunk.resize(ChunkSteps(s, true) * s.B * s.I);
     }
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];

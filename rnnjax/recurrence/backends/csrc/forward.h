@@ -71,7 +71,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
                         std::vector<float>* c_buffers, float* x_chunk, float* rh,
                         Bf16Buffers* bf16, int rank, int threads, PhaseClock& clock) {
   const Shape& s = a.s;
-  const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s);
+  const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s, a.keep);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size(), width = G * n;  // this rank's columns of the projection and hw
   const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore, projected = s.projected();
@@ -101,7 +101,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, width, false, PackPays(s));
   const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
   std::vector<float> proj(C * B * width), hw(B * width);
-  std::vector<float> scratch_acts(acts_kept ? 0 : B * A * H);  // per example: reset-before
+  // Reset-before's r and z between its two halves, per example, where none are kept; the other
+  // cells keep no activations then (nullptr).
+  std::vector<float> scratch_acts(before && !acts_kept ? B * A * H : 0);
   float *h = h_buffers[0].data(), *h_new = h_buffers[1].data();
   float *c = c_buffers[0].data(), *c_new = c_buffers[1].data();
   const Range state = projected ? v : u;  // the rank's columns of h
@@ -166,7 +168,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
         const float* p = proj.data() + ((t - t_lo) * B + b) * width;
         const float* hwb = hw.data() + b * width;
         const float* bias = a.bias + u.begin;
-        float* acts = (acts_kept ? a.acts + row * A * H : &scratch_acts[b * A * H]) + u.begin;
+        float* acts = acts_kept ? a.acts + row * A * H + u.begin
+                      : before  ? scratch_acts.data() + b * A * H + u.begin
+                                : nullptr;
         if (projected) {
           LstmRow(n, p, n, bias, H, hwb, n, c + at, rh + at, c_new + at, unused_out.data(), acts,
                   H);
@@ -287,11 +291,11 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         lstm ? std::vector<float>(a.c0, a.c0 + cells) : std::vector<float>(),
         std::vector<float>(lstm ? cells : 0)};
     const bool rounded = bf16 == kBf16Rounded;
-    std::vector<float> x_chunk(s.batch_major || rounded ? ChunkSteps(s) * s.B * s.I : 0);
+    std::vector<float> x_chunk(s.batch_major || rounded ? ChunkSteps(s, keep) * s.B * s.I : 0);
     std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
     Bf16Buffers shared16;
     if (bf16 == kBf16Gemm) {
-      shared16.x_chunk.resize(ChunkSteps(s) * s.B * s.I);
+      shared16.x_chunk.resize(ChunkSteps(s, keep) * s.B * s.I);
       shared16.h[0].resize(state);
       shared16.h[1].resize(state);
     } else if (rounded) {
