@@ -369,20 +369,22 @@ def test_empty_batch_and_sequence():
         _assert_close(got, want)
 
 
-def test_blas_order_and_the_large_problems_blas_on_amd(monkeypatch):
+def test_blas_order_and_the_blas_by_problem_size_on_amd(monkeypatch):
     monkeypatch.delenv("RNNJAX_NATIVE_BLAS", raising=False)
     assert _native_loading.preferred_order() == ("mkl", "openblas")
-    openblas = _native_loading.blas_addresses("openblas") is not None
-    for vendor, large in (
-        ("AuthenticAMD", "openblas" if openblas else "mkl"),
-        ("GenuineIntel", "mkl"),
+    openblas = "openblas" if _native_loading.blas_addresses("openblas") is not None else "mkl"
+    for vendor, flags, want in (
+        ("AuthenticAMD", ["avx2", "fma"], ("mkl", openblas)),
+        ("AuthenticAMD", ["avx2", "avx512f"], (openblas, openblas)),
+        ("GenuineIntel", ["avx2", "avx512f"], ("mkl", "mkl")),
     ):
         monkeypatch.setattr(_native_loading, "_cpu_vendor", lambda vendor=vendor: vendor)
-        assert _native_loading._for_large_problems("mkl") == large
-        assert _native_loading._for_large_problems("openblas") == "openblas"
+        monkeypatch.setattr(_native_loading, "_cpu_flags", lambda flags=flags: flags)
+        assert _native_loading._by_problem_size("mkl") == want, (vendor, flags)
+        assert _native_loading._by_problem_size("openblas") == ("openblas", "openblas")
     monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "mkl")  # a BLAS asked for runs every problem
     assert _native_loading.preferred_order() == ("mkl", "openblas")
-    assert _native_loading._for_large_problems("mkl") == "mkl"
+    assert _native_loading._by_problem_size("mkl") == ("mkl", "mkl")
     monkeypatch.setenv("RNNJAX_NATIVE_BLAS", "atlas")
     with pytest.raises(ValueError, match="RNNJAX_NATIVE_BLAS must be one of.*got 'atlas'"):
         _native_loading.preferred_order()

@@ -7,8 +7,8 @@ input projection, K = I) run far below the machine's matmul rate: rnnjax's scan 
 
 - every matmul goes to MKL (the ``mkl`` wheel, ``pip install 'rnnjax[mkl]'``), whose packed API
   prepares ``W_hh`` once per call for the T per-step products, or else to OpenBLAS (the
-  ``scipy-openblas32`` wheel, a dependency); on AMD CPUs large problems to OpenBLAS
-  (``_native_loading``); ``blas()`` says which, ``use_blas`` switches;
+  ``scipy-openblas32`` wheel, a dependency); on AMD CPUs large problems to OpenBLAS, small ones
+  too where the CPU has AVX-512 (``_native_loading``); ``blas()`` says which, ``use_blas`` switches;
 - the hidden units are split over the cores (``threads_for``; ``RNNJAX_NATIVE_THREADS``
   overrides), so the gate math runs in parallel as well as the matmuls;
 - what is not sequential runs as large matmuls over chunks of steps: the input projection

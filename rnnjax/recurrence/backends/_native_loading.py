@@ -3,11 +3,14 @@
 The extension (``backends/csrc``, built at install) takes the addresses of its BLAS functions from
 here: for float32, MKL's (the ``mkl`` wheel, ``rnnjax[mkl]``) where installed, with its
 packed-matrix API, else OpenBLAS's (the ``scipy-openblas32`` wheel, a dependency, private to
-rnnjax); ``RNNJAX_NATIVE_BLAS=mkl|openblas`` picks one. On AMD CPUs the kernels call MKL for
-small problems and OpenBLAS for large ones (``blas_table``): on a 2-core AMD EPYC (2026-12-03,
+rnnjax); ``RNNJAX_NATIVE_BLAS=mkl|openblas`` picks one. On AMD CPUs the kernels call OpenBLAS
+for large problems, and MKL for small ones (``blas_table``) but where the CPU has AVX-512 (MKL
+runs AVX2 code on AMD CPUs). On a 2-core AMD EPYC without AVX-512 (Zen 3, 2026-12-03,
 ``benchmarks/RESULTS.md``) OpenBLAS ran the LSTM and GRU layers at 64x256x128x512 4-19% faster
-than MKL, and MKL those at 8x1024x64x128 10-25% faster and one streaming step 2x faster. MKL's
-bfloat16 GEMM serves MixedPrecisionCell layers whichever BLAS runs float32. Nothing is loaded
+than MKL, and MKL those at 8x1024x64x128 10-25% faster and one streaming step 2x faster; on one
+with AVX-512 (Zen 4, "CPU, fifth round") OpenBLAS ran those at 8x1024x64x128 1.3-2x faster
+and the streaming steps as fast or faster. MKL's bfloat16 GEMM serves MixedPrecisionCell
+layers whichever BLAS runs float32. Nothing is loaded
 before a layer first asks whether the backend is available.
 """
 
@@ -145,12 +148,16 @@ def cpuinfo(field: str) -> str:
 
 def cpu_has_bf16_units() -> bool:
     """Whether the CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
-    flags = cpuinfo("flags").split()
+    flags = _cpu_flags()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _cpu_vendor() -> str:
     return cpuinfo("vendor_id")
+
+
+def _cpu_flags() -> list[str]:
+    return cpuinfo("flags").split()
 
 
 def preferred_order() -> tuple[str, str]:
@@ -165,17 +172,20 @@ def preferred_order() -> tuple[str, str]:
 
 def _automatic() -> tuple[str, str] | None:
     """``(BLAS for small problems, for large ones)``: the first of ``preferred_order`` that
-    loads, and ``_for_large_problems`` of it; None where none loads."""
+    loads, as ``_by_problem_size`` splits it; None where none loads."""
     chosen = next((name for name in preferred_order() if _load(name)[0] is not None), None)
-    return None if chosen is None else (chosen, _for_large_problems(chosen))
+    return None if chosen is None else _by_problem_size(chosen)
 
 
-def _for_large_problems(chosen: str) -> str:
-    """The BLAS for large problems: OpenBLAS on an AMD CPU where MKL was chosen by default
-    (loaded here), else the chosen one."""
+def _by_problem_size(chosen: str) -> tuple[str, str]:
+    """``(small, large)`` where ``chosen`` loaded first: on an AMD CPU where MKL was chosen by
+    default, OpenBLAS for large problems, and for small ones too where the CPU has AVX-512 (MKL
+    runs its AVX2 code on AMD CPUs, OpenBLAS its AVX-512 kernels); else ``chosen`` for both."""
     if os.environ.get("RNNJAX_NATIVE_BLAS") or chosen != "mkl" or _cpu_vendor() != "AuthenticAMD":
-        return chosen
-    return "openblas" if _load("openblas")[0] is not None else chosen
+        return chosen, chosen
+    if _load("openblas")[0] is None:
+        return chosen, chosen
+    return ("openblas" if "avx512f" in _cpu_flags() else chosen), "openblas"
 
 
 # The multiply-adds of a step's [B, P] @ [P, G*H] from which blas_table picks table 1: the layers
@@ -239,8 +249,9 @@ def unavailable_reason() -> str | None:
 
 def blas() -> str | None:
     """The BLAS the kernels call for float32: ``"mkl"`` where the ``mkl`` wheel is installed,
-    else ``"openblas"``; ``"mkl+openblas"`` on AMD CPUs with both (MKL for small problems,
-    OpenBLAS for large: ``blas_table``); None when the backend is unavailable."""
+    else ``"openblas"``; ``"mkl+openblas"`` on AMD CPUs without AVX-512 with both (MKL for
+    small problems, OpenBLAS for large: ``blas_table``), ``"openblas"`` on those with AVX-512;
+    None when the backend is unavailable."""
     return None if unavailable_reason() is not None else _names()
 
 
