@@ -17,7 +17,7 @@ namespace rnnjax {
 // -ffast-math. Defined for every input: +-inf saturate (to e^88 and e^-87, finite, so that
 // 1 / (1 + Exp(x)) reaches 0 and 1 as jax.nn.sigmoid does), and NaN returns NaN without ever
 // reaching the float-to-int conversion (undefined for NaN) or shifting a negative number.
-inline float Exp(float x) {
+[[gnu::always_inline]] inline float Exp(float x) {
   const bool nan = x != x;
   float y = nan ? 0.f : x;
   y = y < -87.f ? -87.f : y;
@@ -41,9 +41,9 @@ inline float Exp(float x) {
   return nan ? x : p * scale.f;
 }
 
-inline float Sigmoid(float x) { return 1.f / (1.f + Exp(-x)); }
+[[gnu::always_inline]] inline float Sigmoid(float x) { return 1.f / (1.f + Exp(-x)); }
 
-inline float Tanh(float x) {
+[[gnu::always_inline]] inline float Tanh(float x) {
   // 1 - 2 / (exp(2x) + 1) loses relative accuracy near 0, where the odd series takes over.
   float big = 1.f - 2.f / (Exp(2.f * x) + 1.f);
   float x2 = x * x;
@@ -59,42 +59,45 @@ inline float Tanh(float x) {
 #endif
 #define R __restrict
 
-// LSTM step. p: projected input, hw: h @ W_hh, acts out: i, f, g, o (kKeep; inference keeps
-// none: their stores would pass a quarter to a half of a step's cache traffic through L2).
-template <bool kKeep>
-[[gnu::always_inline]] inline void LstmRowBody(int64_t n, const float* R p, int64_t sp,
-                                               const float* R bias, int64_t sb, const float* R hw,
-                                               int64_t shw, const float* R c, float* R h_new,
-                                               float* R c_new, float* R out, float* R acts,
-                                               int64_t sa) {
-  for (int64_t j = 0; j < n; ++j) {
-    float i = Sigmoid(p[j] + bias[j] + hw[j]);
-    float f = Sigmoid(p[sp + j] + bias[sb + j] + hw[shw + j]);
-    float g = Tanh(p[2 * sp + j] + bias[2 * sb + j] + hw[2 * shw + j]);
-    float o = Sigmoid(p[3 * sp + j] + bias[3 * sb + j] + hw[3 * shw + j]);
-    float cn = f * c[j] + i * g;
-    float h = o * Tanh(cn);
-    c_new[j] = cn;
-    h_new[j] = h;
-    out[j] = h;
-    if constexpr (kKeep) {
-      acts[j] = i;
-      acts[sa + j] = f;
-      acts[2 * sa + j] = g;
-      acts[3 * sa + j] = o;
-    }
-  }
-}
+// One LSTM unit from its four pre-activations and its cell state: gates, new c and h.
+struct LstmUnit {
+  float i, f, g, o, c, h;
+  [[gnu::always_inline]] LstmUnit(float zi, float zf, float zg, float zo, float c_prev)
+      : i(Sigmoid(zi)), f(Sigmoid(zf)), g(Tanh(zg)), o(Sigmoid(zo)), c(f * c_prev + i * g),
+        h(o * Tanh(c)) {}
+};
 
-// acts: nullptr keeps none.
+// LSTM step. p: projected input, hw: h @ W_hh, acts out: i, f, g, o, or none where acts is
+// nullptr (inference: their stores would pass a quarter to a half of a step's cache traffic
+// through L2). Two loops, each over this function's __restrict pointers: a loop body inlined
+// from another function loses __restrict (GCC then guards the vector loop with a run-time
+// overlap check of the pointers), and a test of acts inside one loop does not vectorise.
 RNNJAX_ROW static void LstmRow(int64_t n, const float* R p, int64_t sp, const float* R bias,
                                int64_t sb, const float* R hw, int64_t shw, const float* R c,
                                float* R h_new, float* R c_new, float* R out, float* R acts,
                                int64_t sa) {
-  if (acts) {
-    LstmRowBody<true>(n, p, sp, bias, sb, hw, shw, c, h_new, c_new, out, acts, sa);
-  } else {
-    LstmRowBody<false>(n, p, sp, bias, sb, hw, shw, c, h_new, c_new, out, acts, sa);
+  if (acts == nullptr) {
+    for (int64_t j = 0; j < n; ++j) {
+      const LstmUnit u(p[j] + bias[j] + hw[j], p[sp + j] + bias[sb + j] + hw[shw + j],
+                       p[2 * sp + j] + bias[2 * sb + j] + hw[2 * shw + j],
+                       p[3 * sp + j] + bias[3 * sb + j] + hw[3 * shw + j], c[j]);
+      c_new[j] = u.c;
+      h_new[j] = u.h;
+      out[j] = u.h;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const LstmUnit u(p[j] + bias[j] + hw[j], p[sp + j] + bias[sb + j] + hw[shw + j],
+                     p[2 * sp + j] + bias[2 * sb + j] + hw[2 * shw + j],
+                     p[3 * sp + j] + bias[3 * sb + j] + hw[3 * shw + j], c[j]);
+    c_new[j] = u.c;
+    h_new[j] = u.h;
+    out[j] = u.h;
+    acts[j] = u.i;
+    acts[sa + j] = u.f;
+    acts[2 * sa + j] = u.g;
+    acts[3 * sa + j] = u.o;
   }
 }
 
@@ -116,39 +119,38 @@ RNNJAX_ROW static void LstmRowGrad(int64_t n, const float* R acts, int64_t sa,
   }
 }
 
-// GRU step, reset after the matmul; acts out: r, z, n, h W_hn + b_hn (kKeep, as LstmRowBody).
-template <bool kKeep>
-[[gnu::always_inline]] inline void GruRowBody(int64_t n, const float* R p, int64_t sp,
-                                              const float* R bias, int64_t sb, const float* R hw,
-                                              int64_t shw, const float* R b_hn, const float* R h,
-                                              float* R h_new, float* R out, float* R acts,
-                                              int64_t sa) {
-  for (int64_t j = 0; j < n; ++j) {
-    float r = Sigmoid(p[j] + bias[j] + hw[j]);
-    float z = Sigmoid(p[sp + j] + bias[sb + j] + hw[shw + j]);
-    float hn = hw[2 * shw + j] + b_hn[j];
-    float nv = Tanh(p[2 * sp + j] + bias[2 * sb + j] + r * hn);
-    float hv = (1.f - z) * nv + z * h[j];
-    h_new[j] = hv;
-    out[j] = hv;
-    if constexpr (kKeep) {
-      acts[j] = r;
-      acts[sa + j] = z;
-      acts[2 * sa + j] = nv;
-      acts[3 * sa + j] = hn;
-    }
-  }
-}
+// One reset-after GRU unit from its pre-activations (hn: h W_hn + b_hn) and its state.
+struct GruUnit {
+  float r, z, n, h;
+  [[gnu::always_inline]] GruUnit(float zr, float zz, float zn, float hn, float h_prev)
+      : r(Sigmoid(zr)), z(Sigmoid(zz)), n(Tanh(zn + r * hn)), h((1.f - z) * n + z * h_prev) {}
+};
 
-// acts: nullptr keeps none.
+// GRU step, reset after the matmul; acts out: r, z, n, h W_hn + b_hn, or none (two loops, as
+// LstmRow).
 RNNJAX_ROW static void GruRow(int64_t n, const float* R p, int64_t sp, const float* R bias,
                               int64_t sb, const float* R hw, int64_t shw, const float* R b_hn,
                               const float* R h, float* R h_new, float* R out, float* R acts,
                               int64_t sa) {
-  if (acts) {
-    GruRowBody<true>(n, p, sp, bias, sb, hw, shw, b_hn, h, h_new, out, acts, sa);
-  } else {
-    GruRowBody<false>(n, p, sp, bias, sb, hw, shw, b_hn, h, h_new, out, acts, sa);
+  if (acts == nullptr) {
+    for (int64_t j = 0; j < n; ++j) {
+      const GruUnit u(p[j] + bias[j] + hw[j], p[sp + j] + bias[sb + j] + hw[shw + j],
+                      p[2 * sp + j] + bias[2 * sb + j], hw[2 * shw + j] + b_hn[j], h[j]);
+      h_new[j] = u.h;
+      out[j] = u.h;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const float hn = hw[2 * shw + j] + b_hn[j];
+    const GruUnit u(p[j] + bias[j] + hw[j], p[sp + j] + bias[sb + j] + hw[shw + j],
+                    p[2 * sp + j] + bias[2 * sb + j], hn, h[j]);
+    h_new[j] = u.h;
+    out[j] = u.h;
+    acts[j] = u.r;
+    acts[sa + j] = u.z;
+    acts[2 * sa + j] = u.n;
+    acts[3 * sa + j] = hn;
   }
 }
 
