@@ -185,6 +185,27 @@ def _check_several_chunks(name, monkeypatch):
                 np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * scale)
 
 
+# Rows of 1024 floats (4 KiB) per thread: the kernels copy the weights with padded rows
+# (kernel_shape.h, PaddedStride) once a call has 8 steps or more; one thread holds every unit.
+PADDED_ROW_CELLS = {
+    "lstm": cells.LSTMCell(256),
+    "lstm_proj": cells.LSTMCell(256, proj_size=16),
+    "gru_reset_before": cells.GRUCell(1024, reset_after=False),
+}
+
+
+@needs_native
+@pytest.mark.parametrize("name", PADDED_ROW_CELLS)
+def test_weights_with_padded_rows(name, monkeypatch):
+    monkeypatch.setenv("RNNJAX_NATIVE_THREADS", "1")
+    cell = PADDED_ROW_CELLS[name]
+    params, xs, s0 = _problem(cell, steps=9, batch=2)
+    got, want = _both(cell, params, xs, s0, jnp.array([9, 4]), False)
+    _assert_close(got[0], want[0])
+    for g, w in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
 @needs_native
 @pytest.mark.parametrize(
     "name, segment",

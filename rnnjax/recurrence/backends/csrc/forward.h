@@ -74,11 +74,15 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s, a.keep);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size(), width = G * n;  // this rank's columns of the projection and hw
+  const bool gemm16 = a.bf16 == kBf16Gemm, rounded = a.bf16 == kBf16Rounded;
+  // The leading dimension of the rank's copies of the weights (PaddedStride); bf16 keeps them
+  // dense (its conversions run over whole matrices), short calls too (one thread then reads the
+  // weights in place). Padding the rows of the projections and hw as well measured no faster.
+  const int64_t ldw = a.bf16 || !PackPays(s) ? width : PaddedStride(width);
   const bool lstm = a.kind == kLstm, before = a.kind == kGruBefore, projected = s.projected();
   std::vector<float> w_ih_copy, w_hh_copy;
-  const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, &w_ih_copy);
-  const float* w_hh_u = GateColumns(a.w_hh, P, s, u, &w_hh_copy);
-  const bool gemm16 = a.bf16 == kBf16Gemm, rounded = a.bf16 == kBf16Rounded;
+  const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, ldw, &w_ih_copy);
+  const float* w_hh_u = GateColumns(a.w_hh, P, s, u, ldw, &w_hh_copy);
   std::vector<uint16_t> w_ih16(gemm16 ? s.I * width : 0), w_hh16(gemm16 ? P * width : 0);
   std::vector<float> w_ih_r(rounded ? s.I * width : 0), w_hh_r(rounded ? P * width : 0);
   if (gemm16) {
@@ -92,13 +96,13 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   // Reset-before: h multiplies the r and z blocks only, and r * h the n block.
   const int64_t step_columns = before ? 2 * n : width;
   const RightOperand w_step(B, gemm16 ? 0 : step_columns, P, rounded ? w_hh_r.data() : w_hh_u,
-                            width, false, PackPays(s));
+                            ldw, false, PackPays(s));
   const RightOperandBf16 w_step16(B, gemm16 ? step_columns : 0, P, w_hh16.data(), width,
                                   PackPays(s));
   const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
                             PackPays(s));
   std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
-  const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, width, false, PackPays(s));
+  const RightOperand w_reset(B, before ? n : 0, H, w_hh_u + 2 * n, ldw, false, PackPays(s));
   const bool acts_kept = a.keep && KeptActsPerUnit(a.kind) > 0;
   std::vector<float> proj(C * B * width), hw(B * width);
   // Reset-before's r and z between its two halves, per example, where none are kept; the other
@@ -141,7 +145,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
       GemmBf16(m * B, width, s.I, bf16->x_chunk.data(), s.I, w_ih16.data(), width, proj.data(),
                width);
     } else {
-      Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_step, width, 0.f, proj.data(), width);
+      Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_step, ldw, 0.f, proj.data(), width);
     }
     clock.Lap(kInput);
     for (int64_t step = k; step < k + m; ++step) {
