@@ -54,7 +54,8 @@ inline std::vector<int64_t> EnteringSteps(const Shape& s, const uint8_t* valid, 
 
 struct BackwardShared {
   std::vector<float> dh[2], dc[2];
-  std::vector<float> d_hw, d_proj;       // the chunk's cotangents [C * B, GH]; d_proj: GRU only
+  // The chunk's cotangents [C * B, GH], rows PaddedStride(GH) apart; d_proj: GRU only.
+  std::vector<float> d_hw, d_proj;
   std::vector<float> x_chunk, dx_chunk;  // batch_major: the chunk's x and dx rows, time-major
   std::vector<float> h_chunk;            // the states entering the chunk's steps [C * B, P]
   std::vector<float> d_rh, rh_chunk;  // reset-before: d(r * h) of a step [B, H]; r * h [C * B, H]
@@ -77,6 +78,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
                          int threads, PhaseClock& clock) {
   const Shape& s = a.s;
   const int64_t B = s.B, H = s.H, P = s.P, I = s.I, GH = s.GH(), A = s.A, C = ChunkSteps(s, true);
+  const int64_t ldz = PaddedStride(GH);  // of d_hw, d_proj and the rank's rows of W_hh
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size();
   const bool lstm = a.kind == kLstm, gru = a.kind == kGru, before = a.kind == kGruBefore;
@@ -85,13 +87,21 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
   const Range mine_h = projected ? v : u;
   // dh[:, U] = dZ_t @ W_hh[U, :]^T: the rows U of W_hh, transposed (reset-before: of the r and
   // z blocks; its n block gives d(r * h)[:, U] = dn_t @ W_hn[U, :]^T first).
-  const RightOperand w_back(B, mine_h.size(), before ? 2 * H : GH, a.w_hh + mine_h.begin * GH, GH,
-                            true, PackPays(s));
+  // The rows of W_hh the rank multiplies by, copied with padded rows where W_hh's own lie a
+  // multiple of 4 KiB apart (PaddedStride: 15-20% faster products on a Zen 4 EPYC).
+  const float* w_hh_mine = a.w_hh + mine_h.begin * GH;
+  std::vector<float> w_hh_rows(ldz == GH ? 0 : mine_h.size() * ldz);
+  for (int64_t r = 0; r < mine_h.size() && ldz != GH; ++r)
+    std::copy_n(w_hh_mine + r * GH, GH, w_hh_rows.data() + r * ldz);
+  if (ldz != GH) w_hh_mine = w_hh_rows.data();
+  const RightOperand w_back(B, mine_h.size(), before ? 2 * H : GH, w_hh_mine, ldz, true,
+                            PackPays(s));
   // A projected LSTM: d(o * tanh(c))[:, U] = dh_P_t @ W_hr[U, :]^T.
   const RightOperand w_proj_back(B, projected ? n : 0, P, a.w_hr + u.begin * P, P, true,
                                  PackPays(s));
   const std::vector<float> no_d_out(projected ? n : 0, 0.f);  // folded into dh_P_t
-  const RightOperand w_reset_back(B, before ? n : 0, H, a.w_hh + u.begin * GH + 2 * H, GH, true,
+  // Reset-before has no projection: its rows U are mine_h.
+  const RightOperand w_reset_back(B, before ? n : 0, H, w_hh_mine + 2 * H, ldz, true,
                                   PackPays(s));
   float *dh = shared.dh[0].data(), *dh_new = shared.dh[1].data();
   float *dc = shared.dc[0].data(), *dc_new = shared.dc[1].data();
@@ -105,8 +115,8 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
     const int64_t t_lo = std::min(TimeAt(k, s, a.reverse), TimeAt(k + m - 1, s, a.reverse));
     for (int64_t step = k + m - 1; step >= k; --step) {
       const int64_t t = TimeAt(step, s, a.reverse);
-      float* dhw_t = d_hw + (t - t_lo) * B * GH;
-      float* dp_t = d_proj + (t - t_lo) * B * GH;
+      float* dhw_t = d_hw + (t - t_lo) * B * ldz;
+      float* dp_t = d_proj + (t - t_lo) * B * ldz;
       if (projected) {  // dh_P_t = dh_P + d_out (zero where padded), then its product
         float* d_state_t = shared.d_state_chunk.data() + (t - t_lo) * B * P;
         for (int64_t b = 0; b < B; ++b) {
@@ -127,11 +137,11 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b, at = b * H + u.begin;
-        float* dhw_b = dhw_t + b * GH + u.begin;
+        float* dhw_b = dhw_t + b * ldz + u.begin;
         if (!a.valid[row]) {  // a padded step passes the state cotangents through
           for (int64_t g = 0; g < s.G; ++g) {
             std::fill_n(dhw_b + g * H, n, 0.f);
-            if (gru) std::fill_n(dp_t + b * GH + u.begin + g * H, n, 0.f);
+            if (gru) std::fill_n(dp_t + b * ldz + u.begin + g * H, n, 0.f);
           }
           if (!projected) std::copy_n(dh + at, n, dh_new + at);
           if (lstm) std::copy_n(dc + at, n, dc_new + at);
@@ -151,7 +161,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
           std::fill_n(dh_new + at, n, 0.f);
         } else if (gru) {
           GruRowGrad(n, acts, H, a.StateEntering(t, b) + u.begin, dh + at, d_out, dhw_b,
-                     dp_t + b * GH + u.begin, H, dh_new + at);
+                     dp_t + b * ldz + u.begin, H, dh_new + at);
         } else if (before) {
           GruBeforeRowGradNew(n, acts, H, a.StateEntering(t, b) + u.begin, dh + at, d_out, dhw_b, H,
                               dh_new + at);
@@ -163,17 +173,17 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
       clock.Wait(kGates, barrier);  // dZ_t is complete: every rank's product reads all of it
       if (before) {
         float* d_rh = shared.d_rh.data();
-        w_reset_back.Multiply(dhw_t + 2 * H, GH, 0.f, d_rh + u.begin, H);
+        w_reset_back.Multiply(dhw_t + 2 * H, ldz, 0.f, d_rh + u.begin, H);
         clock.Lap(kProduct);
         for (int64_t b = 0; b < B; ++b) {
           const int64_t row = t * B + b, at = b * H + u.begin;
           if (!a.valid[row]) continue;
           GruBeforeRowGradGates(n, a.acts + row * A * H + u.begin, a.StateEntering(t, b) + u.begin,
-                                d_rh + at, dhw_t + b * GH + u.begin, dh_new + at);
+                                d_rh + at, dhw_t + b * ldz + u.begin, dh_new + at);
         }
         clock.Wait(kGates, barrier);  // the r block of dZ_t is complete
       }
-      w_back.Multiply(dhw_t, GH, 1.f, dh_new + mine_h.begin, P);
+      w_back.Multiply(dhw_t, ldz, 1.f, dh_new + mine_h.begin, P);
       clock.Lap(kProduct);
       std::swap(dh, dh_new);
       std::swap(dc, dc_new);
@@ -215,27 +225,27 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
     // dW_hh: the entering states' columns, and reset-before's n block from r * h.
     const Range h_cols = before ? Intersect(cols, Range{0, 2 * H}) : cols;
     const Range rh_cols = before ? Intersect(cols, Range{2 * H, GH}) : no_cols;
-    Gemm(true, false, P, h_cols.size(), rows, shared.h_chunk.data(), P, d_hw + h_cols.begin, GH,
+    Gemm(true, false, P, h_cols.size(), rows, shared.h_chunk.data(), P, d_hw + h_cols.begin, ldz,
          1.f, a.dw_hh + h_cols.begin, GH);
     if (projected) {  // dW_hr += (o * tanh(c))^T dh_P, split by columns of P
       const Range p_cols = Share(P, rank, threads, 1);
       Gemm(true, false, H, p_cols.size(), rows, shared.rh_chunk.data(), H,
            shared.d_state_chunk.data() + p_cols.begin, P, 1.f, a.dw_hr + p_cols.begin, P);
     }
-    Gemm(true, false, H, rh_cols.size(), rows, shared.rh_chunk.data(), H, d_hw + rh_cols.begin, GH,
+    Gemm(true, false, H, rh_cols.size(), rows, shared.rh_chunk.data(), H, d_hw + rh_cols.begin, ldz,
          1.f, a.dw_hh + rh_cols.begin, GH);
-    Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, GH, 1.f,
+    Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, ldz, 1.f,
          a.dw_ih + cols.begin, GH);
     if (a.dx != nullptr) {
       float* dx = s.batch_major ? shared.dx_chunk.data() : a.dx + t_lo * B * I;
-      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * GH, GH, a.w_ih, GH, 0.f,
+      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * ldz, ldz, a.w_ih, GH, 0.f,
            dx + mine.begin * I, I);
       for (int64_t r = mine.begin; s.batch_major && r < mine.end; ++r)
         std::copy_n(dx + r * I, I, a.dx + s.IoRow(t_lo + r / B, r % B) * I);
     }
-    AddRows(rows, cols.size(), d_proj + cols.begin, GH, a.db_proj + cols.begin);
+    AddRows(rows, cols.size(), d_proj + cols.begin, ldz, a.db_proj + cols.begin);
     const Range hw_cols = gru ? cols : no_cols;
-    AddRows(rows, hw_cols.size(), d_hw + hw_cols.begin, GH, a.db_hw + hw_cols.begin);
+    AddRows(rows, hw_cols.size(), d_hw + hw_cols.begin, ldz, a.db_hw + hw_cols.begin);
     clock.Wait(kWeights, barrier);  // the chunk buffers are read: the next may overwrite them
   }
   for (int64_t b = 0; b < B; ++b) {
@@ -316,7 +326,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       if (lstm) std::copy_n(a.dc_last, cells, a.dc0);
       return ffi::Error::Success();
     }
-    const int64_t chunk = ChunkSteps(s, true) * s.B * s.GH();
+    const int64_t chunk = ChunkSteps(s, true) * s.B * PaddedStride(s.GH());
     BackwardShared shared;
     shared.dh[0].assign(a.dh_last, a.dh_last + state);
     shared.dh[1].resize(state);
