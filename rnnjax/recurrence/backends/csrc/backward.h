@@ -62,6 +62,7 @@ struct BackwardShared {
   // A projected LSTM: the cotangents of h_P [C * B, P] and of o * tanh(c) of a step [B, H] (in
   // d_rh), and o * tanh(c) of the chunk's steps [C * B, H] (in rh_chunk) for dW_hr.
   std::vector<float> d_state_chunk;
+  std::vector<float> w_ih_rows;  // W_ih with padded rows for dX, where its own lie 4 KiB apart
 };
 
 // o * tanh(c) of every unit of a projected LSTM's step, from its kept gates and entering c.
@@ -108,6 +109,9 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
   float* d_hw = shared.d_hw.data();
   float* d_proj = gru ? shared.d_proj.data() : d_hw;  // equal unless the cell is a GRU
   const Range cols = Share(GH, rank, threads), no_cols{0, 0};
+  const bool ih_padded = !shared.w_ih_rows.empty();
+  const float* w_ih = ih_padded ? shared.w_ih_rows.data() : a.w_ih;
+  const int64_t ld_ih = ih_padded ? ldz : GH;
   const int64_t chunks = (s.T + C - 1) / C;
   clock.Lap(kSetup);
   for (int64_t ci = chunks - 1; ci >= 0; --ci) {  // the forward's chunks, last first
@@ -238,7 +242,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
          a.dw_ih + cols.begin, GH);
     if (a.dx != nullptr) {
       float* dx = s.batch_major ? shared.dx_chunk.data() : a.dx + t_lo * B * I;
-      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * ldz, ldz, a.w_ih, GH, 0.f,
+      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * ldz, ldz, w_ih, ld_ih, 0.f,
            dx + mine.begin * I, I);
       for (int64_t r = mine.begin; s.batch_major && r < mine.end; ++r)
         std::copy_n(dx + r * I, I, a.dx + s.IoRow(t_lo + r / B, r % B) * I);
@@ -326,7 +330,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       if (lstm) std::copy_n(a.dc_last, cells, a.dc0);
       return ffi::Error::Success();
     }
-    const int64_t chunk = ChunkSteps(s, true) * s.B * PaddedStride(s.GH());
+    const int64_t chunk = ChunkSteps(s, true) * s.B * PaddedStride(s.GH());  // of d_hw
     BackwardShared shared;
     shared.dh[0].assign(a.dh_last, a.dh_last + state);
     shared.dh[1].resize(state);
@@ -335,6 +339,12 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       shared.dc[1].resize(cells);
     }
     shared.d_hw.resize(chunk);
+    const int64_t ldz = PaddedStride(s.GH());
+    if (need_dx && ldz != s.GH()) {
+      shared.w_ih_rows.resize(s.I * ldz);
+      for (int64_t r = 0; r < s.I; ++r)
+        std::copy_n(a.w_ih + r * s.GH(), s.GH(), shared.w_ih_rows.data() + r * ldz);
+    }
     if (gru) shared.d_proj.resize(chunk);
     shared.h_chunk.resize(ChunkSteps(s, true) * state);
     if (kind == kGruBefore || s.projected()) {
