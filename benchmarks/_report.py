@@ -14,3 +14,11 @@ def write_json(report, path: str) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(report, f, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def save(report, path: str) -> None:
+    """``write_json`` where ``path`` is given (a benchmark's ``--json``; '' writes nothing), and
+    says where."""
+    if path:
+        write_json(report, path)
+        print(f"wrote {path}")

@@ -151,9 +151,7 @@ def main(argv=None) -> dict:
             report["records"].append({"impl": impl, "steps": steps, **result})
             gib = {k: round(v, 3) for k, v in result.items() if k.endswith("gib")}
             print(f"T={steps:>6} {impl:>17}: {result['status']:>12} {gib}", flush=True)
-    if args.json:
-        _report.write_json(report, args.json)
-        print(f"wrote {args.json}")
+    _report.save(report, args.json)
     return report
 
 

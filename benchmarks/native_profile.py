@@ -113,9 +113,7 @@ def main(argv=None) -> dict:
     for row in rows:
         print(format_row(row))
     report = {"args": vars(args), "rows": rows, "calls": calls}
-    if args.json:
-        _report.write_json(report, args.json)
-        print(f"wrote {args.json}")
+    _report.save(report, args.json)
     return report
 
 

@@ -70,9 +70,7 @@ def main(argv=None) -> dict:
             ms = {b: _timing.median_ms(samples[b]) for b in BACKENDS}
             report["records"].append({"option": option, "mode": mode, "ms": ms})
             print(f"{option:<24}{mode:<7}" + "".join(f"{ms[b]:>12.1f}" for b in BACKENDS))
-    if args.json:
-        _report.write_json(report, args.json)
-        print(f"wrote {args.json}")
+    _report.save(report, args.json)
     return report
 
 

@@ -259,8 +259,7 @@ def main(argv=None):
         hidden=args.hidden,
     )
     print(table(records))
-    if args.json:
-        _report.write_json(dict(machine=machine, records=records), args.json)
+    _report.save(dict(machine=machine, records=records), args.json)
     if args.png:
         title = f"B={args.batch}, H={args.hidden}, {machine['device']}, {machine['date']}"
         plot(records, args.png, title)

@@ -213,9 +213,7 @@ def main(argv=None) -> dict:
     report["results"] = results
     for key, value in results.items():
         print(f"{key:>34}: {value:10.3f}")
-    if args.json:
-        _report.write_json(report, args.json)
-        print(f"wrote {args.json}")
+    _report.save(report, args.json)
     return report
 
 

@@ -330,7 +330,8 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       if (lstm) std::copy_n(a.dc_last, cells, a.dc0);
       return ffi::Error::Success();
     }
-    const int64_t chunk = ChunkSteps(s, true) * s.B * PaddedStride(s.GH());  // of d_hw
+    const int64_t ldz = PaddedStride(s.GH());  // d_hw's row stride (BackwardPart)
+    const int64_t chunk = ChunkSteps(s, true) * s.B * ldz;
     BackwardShared shared;
     shared.dh[0].assign(a.dh_last, a.dh_last + state);
     shared.dh[1].resize(state);
@@ -339,7 +340,6 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
       shared.dc[1].resize(cells);
     }
     shared.d_hw.resize(chunk);
-    const int64_t ldz = PaddedStride(s.GH());
     if (need_dx && ldz != s.GH()) {
       shared.w_ih_rows.resize(s.I * ldz);
       for (int64_t r = 0; r < s.I; ++r)
