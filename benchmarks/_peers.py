@@ -22,7 +22,8 @@ import optax
 # "rnnjax-fused-nohoist", or "rnnjax-native-openblas" (the native CPU kernels on OpenBLAS); "-bf16"
 # wraps the cell in a bfloat16 MixedPrecisionCell ("rnnjax-bf16": on the default backend).
 # "jax-cudnn" is ``jax.experimental.rnn.lstm`` called directly on its flat weight vector (LSTM on
-# a GPU only). torch runs on the GPU (cuDNN) when one is present.
+# a GPU only). torch runs on the GPU (cuDNN) when one is present; "torch-bf16" with its layer,
+# inputs and targets in bfloat16 (on CPU oneDNN's bf16 kernels, where the CPU has bf16 units).
 IMPLS = (
     "rnnjax",
     "rnnjax-scan",
@@ -34,6 +35,7 @@ IMPLS = (
     "rnnjax-bf16",
     "jax-cudnn",
     "torch",
+    "torch-bf16",
     "flax",
 )
 MODES = ("train", "infer", "stream")
@@ -77,8 +79,8 @@ def _data(shape: Shape):
 
 def build(impl: str, cell: str, mode: str, shape: Shape) -> Callable[[], object]:
     """Returns the iteration of ``impl`` (one of IMPLS) for ``cell`` in ``mode`` on ``shape``."""
-    if impl == "torch":
-        return _torch(cell, mode, shape)
+    if impl in ("torch", "torch-bf16"):
+        return _torch(cell, mode, shape, bf16=impl == "torch-bf16")
     if impl == "flax":
         return _flax(cell, mode, shape)
     if impl == "jax-cudnn":
@@ -219,19 +221,21 @@ def _flax(cell: str, mode: str, shape: Shape):
 # -------------------------------------------------------------------------------------- torch
 
 
-def _torch(cell: str, mode: str, shape: Shape):
+def _torch(cell: str, mode: str, shape: Shape, bf16: bool = False):
     import torch
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    model = make(shape.inputs, shape.hidden, batch_first=True).to(device)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = make(shape.inputs, shape.hidden, batch_first=True).to(device, dtype)
     x_np, target_np = _data(shape)
-    x, target = torch.from_numpy(x_np).to(device), torch.from_numpy(target_np).to(device)
+    x = torch.from_numpy(x_np).to(device, dtype)
+    target = torch.from_numpy(target_np).to(device, dtype)
     if mode == "stream":
         x1 = x[:1, :1]  # [1, 1, I]
-        zeros = torch.zeros(1, 1, shape.hidden, device=device)
+        zeros = torch.zeros(1, 1, shape.hidden, device=device, dtype=dtype)
         carry = [(zeros, zeros.clone()) if cell == "lstm" else zeros]
 
         def run():

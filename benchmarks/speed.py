@@ -108,6 +108,16 @@ def machine() -> dict:
     }
 
 
+# The ratios printed and saved, where both were run: float32 against float32, and bfloat16
+# against torch in either precision.
+RATIOS = (
+    ("rnnjax", "torch"),
+    ("rnnjax", "flax"),
+    ("rnnjax-bf16", "torch"),
+    ("rnnjax-bf16", "torch-bf16"),
+)
+
+
 def run_one(shape, cell, mode, impls, repeats, warmup):
     runs, skipped = {}, {}
     for impl in impls:
@@ -131,12 +141,12 @@ def run_one(shape, cell, mode, impls, repeats, warmup):
             "gflops": flop / (ms / 1e3) / 1e9,
         }
     ratios = {
-        f"rnnjax/{peer}": results["rnnjax"]["ms"] / results[peer]["ms"]
-        for peer in ("torch", "flax")
-        if "rnnjax" in results and peer in results
+        f"{ours}/{peer}": results[ours]["ms"] / results[peer]["ms"]
+        for ours, peer in RATIOS
+        if ours in results and peer in results
     }
     quartiles = {
-        key: _timing.quartiles(_timing.round_ratios(samples["rnnjax"], samples[key.split("/")[1]]))
+        key: _timing.quartiles(_timing.round_ratios(*(samples[impl] for impl in key.split("/"))))
         for key in ratios
     }
     return {

@@ -399,7 +399,7 @@ def test_blas_order_and_the_blas_by_problem_size_on_amd(monkeypatch):
         ("AuthenticAMD", ["avx2", "avx512f"], (openblas, openblas)),
         ("GenuineIntel", ["avx2", "avx512f"], ("mkl", "mkl")),
     ):
-        monkeypatch.setattr(_native_loading, "_cpu_vendor", lambda vendor=vendor: vendor)
+        monkeypatch.setattr(_native_loading, "cpu_vendor", lambda vendor=vendor: vendor)
         monkeypatch.setattr(_native_loading, "_cpu_flags", lambda flags=flags: flags)
         assert _native_loading._by_problem_size("mkl") == want, (vendor, flags)
         assert _native_loading._by_problem_size("openblas") == ("openblas", "openblas")

@@ -22,12 +22,14 @@ import pytest
 import rnnjax
 from rnnjax import cells
 from rnnjax.recurrence.backends import Backend, _native, resolve_layer
+from rnnjax.recurrence.backends import _native_loading as _loading
 
 pytestmark = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not _native.available(),
     reason=f"the native backend runs on CPU: {_native.unavailable_reason() or 'not on CPU'}",
 )
-MODES = [1] + ([2] if _native.has_bf16() else [])  # 2: MKL's bf16 GEMM, where MKL is installed
+# 2: MKL's bf16 GEMM, where MKL is installed; 3: rnnjax's own, where the CPU has AVX512-BF16.
+MODES = [1] + ([2] if _native.has_bf16() else []) + ([3] if _loading.bf16_kernel_runs() else [])
 
 
 @pytest.fixture(params=MODES)
@@ -168,10 +170,21 @@ def test_both_modes_on_every_blas(mode):
 
 
 def test_mode_follows_mkl_and_the_cpu(monkeypatch):
-    for has_bf16, units, want in ((True, True, 2), (True, False, 1), (False, True, 1)):
+    # (MKL has bf16, the CPU has bf16 units, rnnjax's kernel runs, vendor) -> mode
+    for has_bf16, units, kernel, vendor, want in (
+        (True, True, False, "GenuineIntel", 2),
+        (True, False, False, "GenuineIntel", 1),
+        (False, True, False, "GenuineIntel", 1),
+        (True, True, True, "GenuineIntel", 2),  # MKL's AMX / AVX512-BF16 code on Intel
+        (False, True, True, "GenuineIntel", 3),
+        (True, True, True, "AuthenticAMD", 3),  # MKL runs no bf16 code of its own on AMD
+        (False, True, True, "AuthenticAMD", 3),
+    ):
         monkeypatch.setattr(_native, "has_bf16", lambda has_bf16=has_bf16: has_bf16)
-        monkeypatch.setattr(_native._loading, "cpu_has_bf16_units", lambda units=units: units)
-        assert _native.bf16_mode() == want
+        monkeypatch.setattr(_loading, "cpu_has_bf16_units", lambda units=units: units)
+        monkeypatch.setattr(_loading, "bf16_kernel_runs", lambda kernel=kernel: kernel)
+        monkeypatch.setattr(_loading, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert _native.bf16_mode() == want, (has_bf16, units, kernel, vendor)
     cell = cells.MixedPrecisionCell(cells.GRUCell(4))
     assert resolve_layer("auto", cell, platform="cpu") is Backend.NATIVE  # without MKL too
 
@@ -180,3 +193,23 @@ def _installed_blas():
     from rnnjax.recurrence.backends import _native_loading
 
     return [name for name in ("mkl", "openblas") if _native_loading.blas_addresses(name)]
+
+
+def test_blocks_panels_and_tails_of_the_bf16_gemm(mode):
+    # 70 examples x 9 steps: 630 rows of the input projection (blocks of 96 rows, 6 at a time,
+    # then 5), 4 * 40 = 160 columns (panels of 64, a last of 32), 33 inputs and 40 states (an
+    # odd and an even k). A state element now and then rounds to the neighbouring bfloat16 (a
+    # last-bit difference of a float32 sum): 7e-5 at most, where a wrong block would be ~1e-1.
+    inner = cells.LSTMCell(40)
+    layer = rnnjax.Stack(cell=inner, bidirectional=True)  # as _run's
+    k_p, k_x = jax.random.split(jax.random.key(4))
+    params = layer.init(k_p, 33)
+    x = jax.random.normal(k_x, (9, 70, 33))
+    lengths = jnp.full((70,), 9)
+    got = _run(cells.MixedPrecisionCell(inner), "native", params, x, lengths, False)
+    want = _run(_RoundedOperands(inner), "scan", params, x, lengths, False)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-3, atol=2e-4), got[0], want[0]
+    )
+    plain = _run(inner, "native", params, x, lengths, False)
+    assert float(jnp.max(jnp.abs(plain[0][0] - want[0][0]))) > 2e-3

@@ -19,12 +19,14 @@ It runs the built-in LSTM (with or without ``proj_size``), GRU (both resets) and
 float32 on CPU, full or packed (``valid``) batches, either direction; and those cells under a
 ``MixedPrecisionCell`` policy of ``jnp.bfloat16``: the forward kernel rounds the operands of the
 cell's two matmuls (``x @ W_ih``, ``h @ W_hh``) to bfloat16 and sums their products in float32, as
-the policy defines, with MKL's bf16 GEMM where the CPU has bf16 units (AMX, AVX512-BF16) and MKL is
-installed, else with float32 GEMMs of the rounded values (``bf16_mode``: the same numbers, as bf16
-products are exact in float32); the scan also rounds each product's result to bfloat16 (its dots'
-output dtype), so the two agree to bfloat16's precision, not bitwise. The backward kernel is the
-float32 one: the gradient of the rounded forward pass with the rounding passed straight through, in
-float32 throughout, where the scan's matmul cotangents are bfloat16. The extension is built when
+the policy defines, with rnnjax's own bf16 GEMM where the CPU has AVX512-BF16
+(``csrc/bf16_kernel.h``; 2x float32's speed on a Zen 4 EPYC), MKL's on Intel CPUs with bf16 units
+(AMX, AVX512-BF16) where MKL is installed, else with float32 GEMMs of the rounded values
+(``bf16_mode``: the same numbers, as bf16 products are exact in float32); the scan also rounds each
+product's result to bfloat16 (its dots' output dtype), so the two agree to bfloat16's precision,
+not bitwise. The backward kernel is the float32 one: the gradient of the rounded forward pass with
+the rounding passed straight through, in float32 throughout, where the scan's matmul cotangents
+are bfloat16. The extension is built when
 the package is installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and
 AUTO keeps the scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not
 defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
@@ -104,11 +106,16 @@ def supports(cell: Cell) -> bool:
 
 
 def bf16_mode() -> int:
-    """How the forward kernel multiplies bfloat16 operands: 2, MKL's bf16 GEMM, where MKL has it
+    """How the forward kernel multiplies bfloat16 operands: 3, rnnjax's own AVX512-BF16 GEMM
+    (``csrc/bf16_kernel.h``), where the CPU has AVX512-BF16 but for Intel CPUs with MKL's bf16
+    GEMM, which has AMX and AVX512-BF16 code of its own; 2, MKL's bf16 GEMM, where MKL has it
     (``has_bf16``) and the CPU has bf16 units; else 1, float32 GEMMs of the rounded values
-    (MKL's bf16 GEMM without such units ran 0.85-1.09x the speed of its float32 one and made a
-    streaming step 5x slower: it converts per call)."""
-    return 2 if has_bf16() and _loading.cpu_has_bf16_units() else 1
+    (MKL's bf16 GEMM without such units, or on AMD CPUs, ran 0.85-1.09x the speed of its
+    float32 one and made a streaming step 5x slower: it converts per call)."""
+    mkl = has_bf16() and _loading.cpu_has_bf16_units()
+    if _loading.bf16_kernel_runs() and not (mkl and _loading.cpu_vendor() == "GenuineIntel"):
+        return 3
+    return 2 if mkl else 1
 
 
 def _unwrap(cell: Cell) -> tuple[Cell, bool | None]:

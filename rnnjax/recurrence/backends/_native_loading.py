@@ -10,7 +10,8 @@ runs AVX2 code on AMD CPUs). On a 2-core AMD EPYC without AVX-512 (Zen 3, 2026-1
 than MKL, and MKL those at 8x1024x64x128 10-25% faster and one streaming step 2x faster; on one
 with AVX-512 (Zen 4, "CPU, fifth round") OpenBLAS ran those at 8x1024x64x128 1.3-2x faster
 and the streaming steps as fast or faster. MKL's bfloat16 GEMM serves MixedPrecisionCell
-layers whichever BLAS runs float32. Nothing is loaded
+layers whichever BLAS runs float32, on Intel CPUs with bf16 units; elsewhere the extension's own
+(``bf16_kernel_runs``). Nothing is loaded
 before a layer first asks whether the backend is available.
 """
 
@@ -152,8 +153,19 @@ def cpu_has_bf16_units() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _cpu_vendor() -> str:
+def cpu_vendor() -> str:
+    """The CPU vendor ("GenuineIntel", "AuthenticAMD"), or "" where /proc/cpuinfo has none."""
     return cpuinfo("vendor_id")
+
+
+def bf16_kernel_runs() -> bool:
+    """Whether the extension has rnnjax's own bfloat16 GEMM (``csrc/bf16_kernel.h``) and this CPU
+    runs it (AVX512-BF16)."""
+    if unavailable_reason() is not None:
+        return False
+    from rnnjax import _cpu_recurrence
+
+    return _cpu_recurrence.bf16_kernel_runs()
 
 
 def _cpu_flags() -> list[str]:
@@ -181,7 +193,7 @@ def _by_problem_size(chosen: str) -> tuple[str, str]:
     """``(small, large)`` where ``chosen`` loaded first: on an AMD CPU where MKL was chosen by
     default, OpenBLAS for large problems, and for small ones too where the CPU has AVX-512 (MKL
     runs its AVX2 code on AMD CPUs, OpenBLAS its AVX-512 kernels); else ``chosen`` for both."""
-    if os.environ.get("RNNJAX_NATIVE_BLAS") or chosen != "mkl" or _cpu_vendor() != "AuthenticAMD":
+    if os.environ.get("RNNJAX_NATIVE_BLAS") or chosen != "mkl" or cpu_vendor() != "AuthenticAMD":
         return chosen, chosen
     if _load("openblas")[0] is None:
         return chosen, chosen

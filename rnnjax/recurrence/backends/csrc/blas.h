@@ -13,6 +13,8 @@
 #include <memory>
 #include <vector>
 
+#include "bf16_kernel.h"
+
 namespace rnnjax {
 
 using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
@@ -147,8 +149,9 @@ inline void GemmBf16(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t
   g_blas.bf16_gemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
 }
 
-// RightOperand's bfloat16 twin: w [k, n] packed once (unless pack = false: a few products,
-// where packing costs more than it saves), then c = a[m, k] @ w per product.
+// RightOperand's bfloat16 twin: w [k, n], then c = a[m, k] @ w per product: MKL's bf16 GEMM
+// of w in bf16, packed once unless pack = false (a few products, where packing costs more than
+// it saves); or rnnjax's own (Builtin: bf16_kernel.h), which rounds and packs w from float32.
 class RightOperandBf16 {
  public:
   RightOperandBf16(int64_t m, int64_t n, int64_t k, const uint16_t* w, int64_t ldw, bool pack)
@@ -158,9 +161,25 @@ class RightOperandBf16 {
     g_blas.bf16_pack(kRowMajor, kBMatrix, kNoTrans, m, n, k, w, ldw, packed_.data());
   }
 
+  static RightOperandBf16 Builtin(int64_t m, int64_t n, int64_t k, const float* w, int64_t ldw) {
+    RightOperandBf16 operand(m, 0, k, nullptr, 0, false);
+    operand.n_ = n;
+    operand.builtin_ = true;
+    if (n > 0) operand.kernel_ = Bf16PackedMatrix(k, n, w, ldw);
+    return operand;
+  }
+
+  // c[m, n] = a[m, k] @ w, with the m given at construction.
   void Multiply(const uint16_t* a, int64_t lda, float* c, int64_t ldc) const {
-    if (packed_.empty()) return GemmBf16(m_, n_, k_, a, lda, w_, ldw_, c, ldc);
-    g_blas.bf16_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, 1.f, a, lda, packed_.data(),
+    Multiply(m_, a, lda, c, ldc);
+  }
+
+  // The same for any m where w is not packed for MKL (pack = false, or Builtin).
+  void Multiply(int64_t m, const uint16_t* a, int64_t lda, float* c, int64_t ldc) const {
+    if (m == 0 || n_ == 0) return;
+    if (builtin_) return kernel_.Multiply(m, a, lda, c, ldc);
+    if (packed_.empty()) return GemmBf16(m, n_, k_, a, lda, w_, ldw_, c, ldc);
+    g_blas.bf16_compute(kRowMajor, kNoTrans, kPacked, m, n_, k_, 1.f, a, lda, packed_.data(),
                         n_, 0.f, c, ldc);
   }
 
@@ -168,7 +187,9 @@ class RightOperandBf16 {
   int64_t m_, n_, k_;
   const uint16_t* w_;
   int64_t ldw_;
+  bool builtin_ = false;
   PackedBuffer<uint16_t> packed_;
+  Bf16PackedMatrix kernel_;
 };
 
 }  // namespace rnnjax

@@ -37,6 +37,7 @@
 #include <mutex>
 
 #include "backward.h"
+#include "bf16_kernel.h"
 #include "blas.h"
 #include "forward.h"
 #include "kernel_shape.h"
@@ -154,6 +155,10 @@ PyObject* Handlers(PyObject*, PyObject*) {
                        PyCapsule_New(reinterpret_cast<void*>(RnnjaxBackward), nullptr, nullptr));
 }
 
+PyObject* Bf16KernelRuns(PyObject*, PyObject*) {
+  return PyBool_FromLong(rnnjax::Bf16KernelRuns());
+}
+
 PyMethodDef kMethods[] = {
     {"set_blas", SetBlas, METH_VARARGS,
      "set_blas(table, sgemm, pack_get_size, pack, compute, set_threads_local[, bf16_gemm, "
@@ -162,6 +167,8 @@ PyMethodDef kMethods[] = {
      "MKL's cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute, "
      "MKL_Set_Num_Threads_Local and cblas_gemm_bf16bf16f32 with its _pack_get_size, _pack and "
      "_compute."},
+    {"bf16_kernel_runs", Bf16KernelRuns, METH_NOARGS,
+     "Whether this build has rnnjax's own bfloat16 GEMM and this CPU runs it (AVX512-BF16)."},
     {"handlers", Handlers, METH_NOARGS, "The XLA FFI handlers, by name, as PyCapsules."},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -28,10 +28,11 @@ struct ForwardArgs {
   Shape s;
   int32_t kind;
   bool reverse, keep;
-  // kBf16Gemm and kBf16Rounded: the operands of the step's two matmuls of the cell, x @ W_ih
-  // and h @ W_hh, rounded to bfloat16 (MixedPrecisionCell), their products summed in float32,
-  // by MKL's bf16 GEMM (fast where the CPU has bf16 units) or by float32 GEMMs of the rounded
-  // values (the same numbers, at float32 speed, on any CPU and BLAS); all else in float32, the
+  // kBf16Gemm, kBf16Kernel and kBf16Rounded: the operands of the step's two matmuls of the
+  // cell, x @ W_ih and h @ W_hh, rounded to bfloat16 (MixedPrecisionCell), their products summed
+  // in float32, by MKL's bf16 GEMM (fast where the CPU has bf16 units), by rnnjax's own
+  // (bf16_kernel.h: CPUs with AVX512-BF16) or by float32 GEMMs of the rounded values (the same
+  // numbers, at float32 speed, on any CPU and BLAS); all else in float32, the
   // reset-before GRU's (r * h) W_hn and the LSTM's projection included (as the policy leaves
   // the matmuls inside the cell's pointwise step).
   int32_t bf16;
@@ -40,10 +41,11 @@ struct ForwardArgs {
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
-enum Bf16Mode : int32_t { kFloat32 = 0, kBf16Rounded = 1, kBf16Gemm = 2 };
+enum Bf16Mode : int32_t { kFloat32 = 0, kBf16Rounded = 1, kBf16Gemm = 2, kBf16Kernel = 3 };
 
 // What the ranks share with bf16: the state h rounded (entering the step and leaving it, as
-// h_buffers), as bf16 for kBf16Gemm and as float for kBf16Rounded; and kBf16Gemm's chunk of x
+// h_buffers), as bf16 for kBf16Gemm and kBf16Kernel and as float for kBf16Rounded; and their
+// chunk of x
 // (kBf16Rounded's is the float x_chunk).
 struct Bf16Buffers {
   std::vector<uint16_t> x_chunk, h[2];
@@ -74,7 +76,8 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   const int64_t B = s.B, H = s.H, P = s.P, G = s.G, A = s.A, C = ChunkSteps(s, a.keep);
   const Range u = Share(H, rank, threads), v = Share(P, rank, threads);
   const int64_t n = u.size(), width = G * n;  // this rank's columns of the projection and hw
-  const bool gemm16 = a.bf16 == kBf16Gemm, rounded = a.bf16 == kBf16Rounded;
+  const bool mkl16 = a.bf16 == kBf16Gemm, builtin = a.bf16 == kBf16Kernel;
+  const bool gemm16 = mkl16 || builtin, rounded = a.bf16 == kBf16Rounded;
   // The leading dimension of the rank's copies of the weights (PaddedStride); bf16 keeps them
   // dense (its conversions run over whole matrices), short calls too (one thread then reads the
   // weights in place). Padding the rows of the projections and hw as well measured no faster.
@@ -83,9 +86,9 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   std::vector<float> w_ih_copy, w_hh_copy;
   const float* w_ih_u = GateColumns(a.w_ih, s.I, s, u, ldw, &w_ih_copy);
   const float* w_hh_u = GateColumns(a.w_hh, P, s, u, ldw, &w_hh_copy);
-  std::vector<uint16_t> w_ih16(gemm16 ? s.I * width : 0), w_hh16(gemm16 ? P * width : 0);
+  std::vector<uint16_t> w_ih16(mkl16 ? s.I * width : 0), w_hh16(mkl16 ? P * width : 0);
   std::vector<float> w_ih_r(rounded ? s.I * width : 0), w_hh_r(rounded ? P * width : 0);
-  if (gemm16) {
+  if (mkl16) {
     ToBf16Row(s.I * width, w_ih_u, w_ih16.data());
     ToBf16Row(P * width, w_hh_u, w_hh16.data());
   } else if (rounded) {
@@ -97,8 +100,14 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
   const int64_t step_columns = before ? 2 * n : width;
   const RightOperand w_step(B, gemm16 ? 0 : step_columns, P, rounded ? w_hh_r.data() : w_hh_u,
                             ldw, false, PackPays(s));
-  const RightOperandBf16 w_step16(B, gemm16 ? step_columns : 0, P, w_hh16.data(), width,
-                                  PackPays(s));
+  // The bf16 products' weights: MKL's in bf16, or rnnjax's kernel's (bf16_kernel.h), rounded
+  // and packed from float32.
+  const RightOperandBf16 w_step16 =
+      builtin ? RightOperandBf16::Builtin(B, step_columns, P, w_hh_u, ldw)
+              : RightOperandBf16(B, mkl16 ? step_columns : 0, P, w_hh16.data(), width, PackPays(s));
+  const RightOperandBf16 w_input16 =
+      builtin ? RightOperandBf16::Builtin(C * B, width, s.I, w_ih_u, ldw)
+              : RightOperandBf16(C * B, mkl16 ? width : 0, s.I, w_ih16.data(), width, false);
   const RightOperand w_proj(B, projected ? v.size() : 0, H, a.w_hr + v.begin, P, false,
                             PackPays(s));
   std::vector<float> unused_out(projected ? n : 0);  // a projected LSTM's out is h_P's
@@ -142,8 +151,7 @@ inline void ForwardPart(const ForwardArgs& a, Barrier& barrier, std::vector<floa
       x = x_chunk;
     }
     if (gemm16) {
-      GemmBf16(m * B, width, s.I, bf16->x_chunk.data(), s.I, w_ih16.data(), width, proj.data(),
-               width);
+      w_input16.Multiply(m * B, bf16->x_chunk.data(), s.I, proj.data(), width);
     } else {
       Gemm(false, false, m * B, width, s.I, x, s.I, w_ih_step, ldw, 0.f, proj.data(), width);
     }
@@ -249,8 +257,11 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         e.failure())
       return e;
     const bool lstm = kind == kLstm;
-    if (bf16 < kFloat32 || bf16 > kBf16Gemm)
-      return ffi::Error::InvalidArgument("rnnjax: bf16 must be 0, 1 or 2");
+    if (bf16 < kFloat32 || bf16 > kBf16Kernel)
+      return ffi::Error::InvalidArgument("rnnjax: bf16 must be 0, 1, 2 or 3");
+    if (bf16 == kBf16Kernel && !Bf16KernelRuns())
+      return ffi::Error::InvalidArgument(
+          "rnnjax: bf16 = 3 needs a CPU with AVX512-BF16 and a build with rnnjax's bf16 kernel");
     if (bf16 == kBf16Gemm && !g_blas_tables[blas].has_bf16())
       return ffi::Error::InvalidArgument(
           "rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32 (the mkl wheel); this BLAS has none");
@@ -298,7 +309,7 @@ inline ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     std::vector<float> x_chunk(s.batch_major || rounded ? ChunkSteps(s, keep) * s.B * s.I : 0);
     std::vector<float> rh(kind == kGruBefore || s.projected() ? cells : 0);
     Bf16Buffers shared16;
-    if (bf16 == kBf16Gemm) {
+    if (bf16 == kBf16Gemm || bf16 == kBf16Kernel) {
       shared16.x_chunk.resize(ChunkSteps(s, keep) * s.B * s.I);
       shared16.h[0].resize(state);
       shared16.h[1].resize(state);
