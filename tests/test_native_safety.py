@@ -194,7 +194,7 @@ def test_kernels_refuse_inconsistent_buffers():
         installed = next(n for n in ("openblas", "mkl") if _native_loading.blas_addresses(n))
         # Table 1 without a bf16 GEMM: its float32 functions only.
         _cpu_recurrence.set_blas(1, *_native_loading.blas_addresses(installed)[:5])
-        for name, changed in {"blas 2": dict(blas=np.int32(2)), "bf16 3": dict(bf16=np.int32(3)),
+        for name, changed in {"blas 2": dict(blas=np.int32(2)), "bf16 4": dict(bf16=np.int32(4)),
                               "bf16 without it": dict(bf16=np.int32(2), blas=np.int32(1))}.items():
             try:
                 jax.block_until_ready(forward(*good, **changed))
@@ -210,7 +210,7 @@ def test_kernels_refuse_inconsistent_buffers():
                 f32(B, H), f32(T, B, H), jnp.ones((T, B), jnp.uint8), f32(T, B, H), f32(B, H),
                 f32(B, H),
                 kind=np.int32(0), reverse=False, need_dx=True, batch_major=False,
-                threads=np.int32(2), blas=np.int32(0)))
+                threads=np.int32(2), bf16=np.int32(0), blas=np.int32(0)))
             print("backward accepted")
         except Exception as error:
             print("backward ->", str(error).splitlines()[0])
@@ -231,7 +231,7 @@ def test_kernels_refuse_inconsistent_buffers():
         "results -> INVALID_ARGUMENT: rnnjax: out has 96 elements, expected 48",
         "backward -> INVALID_ARGUMENT: rnnjax: acts has 96 elements, expected 192",
         "blas 2 -> INVALID_ARGUMENT: rnnjax: blas must be 0 or 1",
-        "bf16 3 -> INVALID_ARGUMENT: rnnjax: bf16 must be 0, 1 or 2",
+        "bf16 4 -> INVALID_ARGUMENT: rnnjax: bf16 must be 0, 1, 2 or 3",
         "bf16 without it -> INVALID_ARGUMENT: rnnjax: bf16 needs MKL's cblas_gemm_bf16bf16f32",
     ):
         assert expected in out, out

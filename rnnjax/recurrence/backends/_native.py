@@ -342,7 +342,6 @@ def _materialize(cotangent):
 
 
 def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
-    del bf16  # the float32 backward pass: see the module's docstring
     params, xs, valid, (acts, prev_c, out, h0), need_dx = residuals
     batch = _steps_and_batch(xs, batch_major)[1]
     d_out, d_final = jax.tree.map(
@@ -366,6 +365,7 @@ def _recurrence_bwd(cell, reverse, batch_major, bf16, residuals, cotangents):
         need_dx=need_dx,
         batch_major=batch_major,
         threads=_threads(cell, batch),
+        bf16=np.int32(bf16),
         blas=_blas_table(cell, batch),
     )
     call = reverse_mode_only(lambda *arrays: kernel(*arrays, **attributes), "native")

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "bf16.h"
+#include "bf16_kernel.h"
 #include "blas.h"
 #include "gate_math.h"
 #include "kernel_shape.h"
@@ -25,6 +27,11 @@ struct BackwardArgs {
   Shape s;
   int32_t kind;
   bool reverse;
+  // Not kFloat32: the step's product dh += dZ_t @ W_hh^T rounds both operands to bf16 and sums
+  // in float32, as the forward's h @ W_hh (kBf16Kernel with rnnjax's kernel, else float32 GEMMs
+  // of the rounded values); the rest (weight and input gradients, reset-before's d(r * h), the
+  // projection's) stays float32.
+  int32_t bf16;
   const float *x, *w_ih, *w_hh, *w_hr, *acts, *out, *h0, *prev_c, *d_out, *dh_last, *dc_last;
   const uint8_t* valid;
   float *dx, *dw_ih, *dw_hh, *dw_hr, *db_proj, *db_hw, *dh0, *dc0;
@@ -63,6 +70,10 @@ struct BackwardShared {
   // d_rh), and o * tanh(c) of the chunk's steps [C * B, H] (in rh_chunk) for dW_hr.
   std::vector<float> d_state_chunk;
   std::vector<float> w_ih_rows;  // W_ih with padded rows for dX, where its own lie 4 KiB apart
+  // bf16: a step's dZ rounded, [B, GH] as bf16 (kBf16Kernel) or [B, ldz] as float (else); two
+  // of each, for alternate steps: a rank may round the next step's while another still reads.
+  std::vector<uint16_t> dz16[2];
+  std::vector<float> dz_rounded[2];
 };
 
 // o * tanh(c) of every unit of a projected LSTM's step, from its kept gates and entering c.
@@ -95,8 +106,26 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
   for (int64_t r = 0; r < mine_h.size() && ldz != GH; ++r)
     std::copy_n(w_hh_mine + r * GH, GH, w_hh_rows.data() + r * ldz);
   if (ldz != GH) w_hh_mine = w_hh_rows.data();
-  const RightOperand w_back(B, mine_h.size(), before ? 2 * H : GH, w_hh_mine, ldz, true,
-                            PackPays(s));
+  const bool builtin = a.bf16 == kBf16Kernel, rounded = a.bf16 != kFloat32 && !builtin;
+  const int64_t back_k = before ? 2 * H : GH;  // the columns of dZ_t the product reads
+  std::vector<float> w_hh_rounded(rounded ? mine_h.size() * ldz : 0);
+  for (int64_t r = 0; r < mine_h.size() && rounded; ++r)
+    RoundBf16Row(back_k, w_hh_mine + r * ldz, w_hh_rounded.data() + r * ldz);
+  const RightOperand w_back(B, builtin ? 0 : mine_h.size(), back_k,
+                            rounded ? w_hh_rounded.data() : w_hh_mine, ldz, true, PackPays(s));
+  const Bf16PackedMatrix w_back16 =
+      builtin ? Bf16PackedMatrix(back_k, mine_h.size(), w_hh_mine, ldz, /*transposed=*/true)
+              : Bf16PackedMatrix();
+  // The rank's columns of dZ_t (units U of each gate the product reads), rounded for all ranks.
+  auto round_dz = [&](const float* dz, int64_t parity) {
+    for (int64_t b = 0; b < B && a.bf16 != kFloat32; ++b) {
+      for (int64_t at = u.begin; at < back_k; at += H) {
+        const float* from = dz + b * ldz + at;
+        if (builtin) ToBf16Row(n, from, shared.dz16[parity].data() + b * GH + at);
+        if (rounded) RoundBf16Row(n, from, shared.dz_rounded[parity].data() + b * ldz + at);
+      }
+    }
+  };
   // A projected LSTM: d(o * tanh(c))[:, U] = dh_P_t @ W_hr[U, :]^T.
   const RightOperand w_proj_back(B, projected ? n : 0, P, a.w_hr + u.begin * P, P, true,
                                  PackPays(s));
@@ -174,6 +203,8 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
           std::fill_n(dh_new + at, n, 0.f);
         }
       }
+      const int64_t parity = step % 2;
+      if (!before) round_dz(dhw_t, parity);
       clock.Wait(kGates, barrier);  // dZ_t is complete: every rank's product reads all of it
       if (before) {
         float* d_rh = shared.d_rh.data();
@@ -185,9 +216,15 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
           GruBeforeRowGradGates(n, a.acts + row * A * H + u.begin, a.StateEntering(t, b) + u.begin,
                                 d_rh + at, dhw_t + b * ldz + u.begin, dh_new + at);
         }
+        round_dz(dhw_t, parity);
         clock.Wait(kGates, barrier);  // the r block of dZ_t is complete
       }
-      w_back.Multiply(dhw_t, ldz, 1.f, dh_new + mine_h.begin, P);
+      if (builtin) {
+        w_back16.Multiply(B, shared.dz16[parity].data(), GH, dh_new + mine_h.begin, P, true);
+      } else {
+        w_back.Multiply(rounded ? shared.dz_rounded[parity].data() : dhw_t, ldz, 1.f,
+                        dh_new + mine_h.begin, P);
+      }
       clock.Lap(kProduct);
       std::swap(dh, dh_new);
       std::swap(dc, dc_new);
@@ -273,13 +310,18 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
                            ffi::ResultBuffer<ffi::F32> db_proj, ffi::ResultBuffer<ffi::F32> db_hw,
                            ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                            int32_t kind, bool reverse, bool need_dx, bool batch_major,
-                           int32_t threads, int32_t blas) {
+                           int32_t threads, int32_t bf16, int32_t blas) {
   return Guarded([&]() -> ffi::Error {
     Shape s;
     if (auto e = ShapeOf(x, w_ih, w_hh, w_hr, valid, kind, batch_major, threads, blas, &s);
         e.failure())
       return e;
     const bool lstm = kind == kLstm, gru = kind == kGru;
+    if (bf16 < kFloat32 || bf16 > kBf16Kernel)
+      return ffi::Error::InvalidArgument("rnnjax: bf16 must be 0, 1, 2 or 3");
+    if (bf16 == kBf16Kernel && !Bf16KernelRuns())
+      return ffi::Error::InvalidArgument(
+          "rnnjax: bf16 = 3 needs a CPU with AVX512-BF16 and a build with rnnjax's bf16 kernel");
     // state: h's elements [B, P]; cells: c's [B, H] (P = H but for a projected LSTM)
     const int64_t state = s.B * s.P, steps = s.T * state, cells = s.B * s.H;
     RNNJAX_EXPECT("acts", acts.element_count(), s.T * cells * s.A);
@@ -300,6 +342,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     BackwardArgs a{s,
                    kind,
                    reverse,
+                   bf16,
                    x.typed_data(),
                    w_ih.typed_data(),
                    w_hh.typed_data(),
@@ -346,6 +389,10 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
         std::copy_n(a.w_ih + r * s.GH(), s.GH(), shared.w_ih_rows.data() + r * ldz);
     }
     if (gru) shared.d_proj.resize(chunk);
+    for (int parity = 0; parity < 2; ++parity) {
+      shared.dz16[parity].resize(bf16 == kBf16Kernel ? s.B * s.GH() : 0);
+      shared.dz_rounded[parity].resize(bf16 == kBf16Rounded || bf16 == kBf16Gemm ? s.B * ldz : 0);
+    }
     shared.h_chunk.resize(ChunkSteps(s, true) * state);
     if (kind == kGruBefore || s.projected()) {
       shared.d_rh.resize(cells);
@@ -360,7 +407,7 @@ inline ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_ih,
     std::lock_guard<std::mutex> lock(g_call_mutex);
     g_blas = g_blas_tables[blas];
     const std::string error = RunProfiledTeam(
-        threads, "backward", s, kind, /*keep=*/true, /*bf16=*/0,
+        threads, "backward", s, kind, /*keep=*/true, bf16,
         [&](int rank, int size, Barrier& barrier, PhaseClock& clock) {
           OneBlasThread one;
           BackwardPart(a, barrier, shared, rank, size, clock);

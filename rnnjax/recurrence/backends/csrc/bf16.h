@@ -11,6 +11,11 @@
 
 namespace rnnjax {
 
+// How the kernels multiply a MixedPrecisionCell's bf16 operands (the `bf16` attribute of both
+// calls; forward.h and backward.h say which products): not at all (float32), as float32 GEMMs of
+// the rounded values, with MKL's bf16 GEMM, or with rnnjax's own (bf16_kernel.h).
+enum Bf16Mode : int32_t { kFloat32 = 0, kBf16Rounded = 1, kBf16Gemm = 2, kBf16Kernel = 3 };
+
 inline uint16_t ToBf16(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);

@@ -90,44 +90,42 @@ RNNJAX_BF16_TARGET __attribute__((always_inline)) inline void AddPair(
   }
 }
 
-// c[rows, :columns] = a[rows, k] @ panel, rows <= kRows, columns <= kCols; the panel holds
-// k / 2 pairs of rows (and a last row with a zero partner where k is odd).
+// c[rows, :columns] (+)= a[rows, k] @ panel (added to c where accumulate), rows <= kRows,
+// columns <= kCols; the panel holds k / 2 pairs of rows (and a last row with a zero partner
+// where k is odd).
 template <int kR>
 RNNJAX_BF16_TARGET inline void Block(int64_t k, const uint16_t* a, int64_t lda,
                                      const uint16_t* panel, float* c, int64_t ldc,
-                                     int64_t columns) {
+                                     int64_t columns, bool accumulate) {
   __m512 sum[kR][4];
   for (int i = 0; i < kR; ++i)
     for (int q = 0; q < 4; ++q) sum[i][q] = _mm512_setzero_ps();
   const int64_t pairs = k / 2;
   for (int64_t p = 0; p < pairs; ++p) AddPair<kR, true>(sum, a, lda, 2 * p, panel + p * 2 * kCols);
   if (k % 2) AddPair<kR, false>(sum, a, lda, k - 1, panel + pairs * 2 * kCols);
-  if (columns == kCols) {
-    for (int i = 0; i < kR; ++i)
-      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(c + i * ldc + 16 * q, sum[i][q]);
-    return;
-  }
   for (int i = 0; i < kR; ++i) {
     for (int q = 0; q < 4; ++q) {
       const int64_t left = std::clamp<int64_t>(columns - 16 * q, 0, 16);
       const __mmask16 mask = static_cast<__mmask16>((uint32_t{1} << left) - 1);
-      _mm512_mask_storeu_ps(c + i * ldc + 16 * q, mask, sum[i][q]);
+      float* to = c + i * ldc + 16 * q;
+      if (accumulate) sum[i][q] = _mm512_add_ps(sum[i][q], _mm512_maskz_loadu_ps(mask, to));
+      _mm512_mask_storeu_ps(to, mask, sum[i][q]);
     }
   }
 }
 
 RNNJAX_BF16_TARGET inline void Rows(int64_t rows, int64_t k, const uint16_t* a, int64_t lda,
                                     const uint16_t* panel, float* c, int64_t ldc,
-                                    int64_t columns) {
+                                    int64_t columns, bool add) {
   int64_t i = 0;
   for (; i + kRows <= rows; i += kRows)
-    Block<kRows>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
+    Block<kRows>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
   switch (rows - i) {
-    case 5: return Block<5>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
-    case 4: return Block<4>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
-    case 3: return Block<3>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
-    case 2: return Block<2>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
-    case 1: return Block<1>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns);
+    case 5: return Block<5>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
+    case 4: return Block<4>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
+    case 3: return Block<3>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
+    case 2: return Block<2>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
+    case 1: return Block<1>(k, a + i * lda, lda, panel, c + i * ldc, ldc, columns, add);
     default: return;
   }
 }
@@ -135,18 +133,30 @@ RNNJAX_BF16_TARGET inline void Rows(int64_t rows, int64_t k, const uint16_t* a, 
 
 }  // namespace bf16_kernel
 
-// b [k, n] (float32, leading dimension ldb) rounded to bf16 (ToBf16) and packed for the kernel,
-// in one pass over b (a streaming step packs W_hh per call), then c = a[m, k] @ b for any m.
-// Only where Bf16KernelRuns().
+// b [k, n] (float32, leading dimension ldb; with transposed, b^T of b [n, k]) rounded to bf16
+// (ToBf16) and packed for the kernel, in one pass over b (a streaming step packs W_hh per call),
+// then c = a[m, k] @ b for any m. Only where Bf16KernelRuns().
 class Bf16PackedMatrix {
  public:
   Bf16PackedMatrix() = default;
-  Bf16PackedMatrix(int64_t k, int64_t n, const float* b, int64_t ldb) : k_(k), n_(n) {
+  Bf16PackedMatrix(int64_t k, int64_t n, const float* b, int64_t ldb, bool transposed = false)
+      : k_(k), n_(n) {
     using bf16_kernel::kCols;
     const int64_t pairs = (k + 1) / 2, panels = (n + kCols - 1) / kCols;
     packed_.reset(new uint16_t[panels * pairs * 2 * kCols]);
     uint16_t* out = packed_.get();
     for (int64_t j0 = 0; j0 < n; j0 += kCols, out += pairs * 2 * kCols) {
+      if (transposed) {  // b's rows are the panel's columns: once per call, not per product
+        for (int64_t p = 0; p < pairs; ++p) {
+          for (int64_t j = 0; j < kCols; ++j) {
+            const float* row = b + (j0 + j) * ldb;
+            const bool in = j0 + j < n;
+            out[(p * kCols + j) * 2] = in ? ToBf16(row[2 * p]) : 0;
+            out[(p * kCols + j) * 2 + 1] = in && 2 * p + 1 < k ? ToBf16(row[2 * p + 1]) : 0;
+          }
+        }
+        continue;
+      }
       for (int64_t p = 0; p < pairs; ++p) {
         const float* even = b + 2 * p * ldb + j0;
         const float* odd = 2 * p + 1 < k ? even + ldb : nullptr;  // zeros past k add nothing
@@ -155,8 +165,9 @@ class Bf16PackedMatrix {
     }
   }
 
-  // c[m, n] = a[m, k] @ b; k == 0 gives zeros.
-  void Multiply(int64_t m, const uint16_t* a, int64_t lda, float* c, int64_t ldc) const {
+  // c[m, n] = a[m, k] @ b, or c += that with accumulate; k == 0 adds zeros.
+  void Multiply(int64_t m, const uint16_t* a, int64_t lda, float* c, int64_t ldc,
+                bool accumulate = false) const {
 #if RNNJAX_BF16_KERNEL
     using bf16_kernel::kCols;
     const int64_t panel_size = (k_ + 1) / 2 * 2 * kCols;
@@ -164,11 +175,11 @@ class Bf16PackedMatrix {
       const int64_t rows = std::min(bf16_kernel::kRowBlock, m - i0);
       for (int64_t j0 = 0; j0 < n_; j0 += kCols) {
         bf16_kernel::Rows(rows, k_, a + i0 * lda, lda, packed_.get() + j0 / kCols * panel_size,
-                          c + i0 * ldc + j0, ldc, std::min(kCols, n_ - j0));
+                          c + i0 * ldc + j0, ldc, std::min(kCols, n_ - j0), accumulate);
       }
     }
 #else
-    (void)m, (void)a, (void)lda, (void)c, (void)ldc;
+    (void)m, (void)a, (void)lda, (void)c, (void)ldc, (void)accumulate;
 #endif
   }
 

@@ -99,6 +99,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnjaxBackward, rnnjax::Backward,
                                   .Attr<bool>("need_dx")
                                   .Attr<bool>("batch_major")
                                   .Attr<int32_t>("threads")
+                                  .Attr<int32_t>("bf16")
                                   .Attr<int32_t>("blas"));
 
 // ---- Python module: the handlers as capsules, and the BLAS addresses ---------------------------

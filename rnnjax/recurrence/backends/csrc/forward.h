@@ -41,7 +41,6 @@ struct ForwardArgs {
   float *out, *h_last, *c_last, *acts, *prev_c;
 };
 
-enum Bf16Mode : int32_t { kFloat32 = 0, kBf16Rounded = 1, kBf16Gemm = 2, kBf16Kernel = 3 };
 
 // What the ranks share with bf16: the state h rounded (entering the step and leaving it, as
 // h_buffers), as bf16 for kBf16Gemm and kBf16Kernel and as float for kBf16Rounded; and their
