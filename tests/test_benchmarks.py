@@ -18,6 +18,9 @@ from benchmarks import (
 )
 from rnnjax.recurrence.backends import _native_loading
 
+IMPLS = ("rnnjax", "rnnjax-native-openblas", "rnnjax-fused-hoist", "rnnjax-bf16", "torch")
+IMPLS += ("torch-bf16", "flax")
+
 
 def test_speed_runs_every_library_and_writes_json(tmp_path):
     path = tmp_path / "speed.json"
@@ -25,14 +28,19 @@ def test_speed_runs_every_library_and_writes_json(tmp_path):
         ["--shapes", "2x3x4x5", "--stream-shape", "1x1x4x5", "--cells", "lstm,gru,rnn"]
         + ["--modes", "train,infer,stream", "--repeats", "1", "--stream-repeats", "1"]
         + ["--warmup", "1", "--json", str(path)]
-        + ["--impls", "rnnjax,rnnjax-native-openblas,rnnjax-fused-hoist,rnnjax-bf16,torch,flax"]
+        + ["--impls", ",".join(IMPLS)]
     )
     report = json.loads(path.read_text())
     assert {"date", "cpu", "cpu_flags", "jax", "torch"} <= set(report["machine"])
     assert len(report["records"]) == 9
     for record in report["records"]:
         assert set(record) >= {"shape", "cell", "mode", "gflop", "results", "ratios"}
-        assert set(record["ratios"]) == {"rnnjax/torch", "rnnjax/flax"}
+        assert set(record["ratios"]) == {
+            "rnnjax/torch",
+            "rnnjax/flax",
+            "rnnjax-bf16/torch",
+            "rnnjax-bf16/torch-bf16",
+        }
         for key, ratio in record["ratios"].items():  # one round: the quartiles are its ratio
             assert record["ratio_quartiles"][key] == pytest.approx([ratio, ratio])
         assert "rnnjax-bf16" in record["results"]  # the bfloat16 policy too
