@@ -24,11 +24,12 @@ the policy defines, with rnnjax's own bf16 GEMM where the CPU has AVX512-BF16
 (AMX, AVX512-BF16) where MKL is installed, else with float32 GEMMs of the rounded values
 (``bf16_mode``: the same numbers, as bf16 products are exact in float32); the scan also rounds each
 product's result to bfloat16 (its dots' output dtype), so the two agree to bfloat16's precision,
-not bitwise. The backward kernel is the float32 one: the gradient of the rounded forward pass with
-the rounding passed straight through, in float32 throughout, where the scan's matmul cotangents
-are bfloat16. The extension is built when
-the package is installed (``setup.py``); where it is missing ``unavailable_reason()`` says why and
-AUTO keeps the scan. Forward-mode differentiation (``jax.jvp``) and second derivatives are not
+not bitwise. The backward kernel differentiates the rounded forward pass with the rounding passed
+straight through: its per-step product ``dh += dZ_t W_hh^T`` rounds both operands to bfloat16 as
+the forward's ``h W_hh`` does, and the weight and input gradients are float32, where the scan's
+matmul cotangents are all bfloat16. The extension is built when the package is installed
+(``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the scan.
+Forward-mode differentiation (``jax.jvp``) and second derivatives are not
 defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
 calls run once per vmapped slice; XLA does not partition a custom call, so under a data-parallel
 mesh (``jax.set_mesh``) the calls run under ``jax.shard_map``, each device on its own rows of the
