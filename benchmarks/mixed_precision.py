@@ -27,6 +27,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _ms(value: float) -> str:
+    """Three significant digits below 100 ms (a tiny shape's 0.04 ms is not 0.0), whole ms above."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
 def _step(layer, params, x, mode):
     import jax
     import jax.numpy as jnp
@@ -74,8 +79,8 @@ def main(argv=None):
     )
     for name in args.cells.split(","):
         f32, bf16 = ms[f"{name} f32"], ms[f"{name} bf16"]
-        tail = f" {ms[f'{name} bf16 scan']:.1f} |" if scan else ""
-        print(f"| {name} | {f32:.1f} | {bf16:.1f} | {bf16 / f32:.2f} |{tail}")
+        tail = f" {_ms(ms[f'{name} bf16 scan'])} |" if scan else ""
+        print(f"| {name} | {_ms(f32)} | {_ms(bf16)} | {bf16 / f32:.2f} |{tail}")
     if args.json:
         record = {
             "date": datetime.date.today().isoformat(),
