@@ -220,10 +220,11 @@ def _bf16(a):
     return np.asarray(jnp.asarray(a, jnp.float32).astype(jnp.bfloat16), np.float64)
 
 
-def test_state_gradient_rounds_the_recurrent_product_as_the_forward_pass(mode):
+def test_gradients_round_the_cells_matmuls_as_the_forward_pass(mode):
     # A tanh Elman layer against a float64 loop: forward z_t = bf(x_t) bf(W_ih) + b +
-    # bf(h) bf(W_hh); backward dh_{t-1} = bf(dz_t) bf(W_hh)^T, the step's product with the
-    # forward's rounding, every other product (dW, dx) in float32 of the unrounded values.
+    # bf(h) bf(W_hh); backward, each product of the two matmuls' transposes with both operands
+    # rounded: dh_{t-1} = bf(dz_t) bf(W_hh)^T, dW_hh = bf(H)^T bf(dZ), dW_ih = bf(X)^T bf(dZ),
+    # dx = bf(dZ) bf(W_ih)^T; the bias gradient sums dZ unrounded.
     inner = cells.ElmanCell(24)
     layer = rnnjax.Stack(cell=cells.MixedPrecisionCell(inner), batch_first=False, backend="native")
     k_p, k_x = jax.random.split(jax.random.key(5))
@@ -239,7 +240,7 @@ def test_state_gradient_rounds_the_recurrent_product_as_the_forward_pass(mode):
     w_ih, w_hh = np.float64(p.w_ih), np.float64(p.w_hh)
     bias, xs, d_out = np.float64(p.b_ih + p.b_hh), np.float64(x), np.float64(weights)
 
-    def reference(round_dz):
+    def reference(bf):
         hs = [np.zeros((3, 24))]
         for t in range(6):
             z = _bf16(xs[t]) @ _bf16(w_ih) + bias + _bf16(hs[-1]) @ _bf16(w_hh)
@@ -248,16 +249,18 @@ def test_state_gradient_rounds_the_recurrent_product_as_the_forward_pass(mode):
         d_w_ih, d_w_hh, d_b = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(24)
         for t in reversed(range(6)):
             dz = (dh + d_out[t]) * (1 - hs[t + 1] ** 2)
-            d_w_hh += hs[t].T @ dz
-            d_w_ih += xs[t].T @ dz
+            d_w_hh += bf(hs[t]).T @ bf(dz)
+            d_w_ih += bf(xs[t]).T @ bf(dz)
             d_b += dz.sum(0)
-            dx[t] = dz @ w_ih.T
-            dh = (_bf16(dz) if round_dz else dz) @ _bf16(w_hh).T
+            dx[t] = bf(dz) @ bf(w_ih).T
+            dh = bf(dz) @ bf(w_hh).T
         return d_w_ih, d_w_hh, d_b, dx
 
-    want = reference(round_dz=True)
+    want = reference(_bf16)
     (grads,), dx = got
-    for g, w in zip((grads.w_ih, grads.w_hh, grads.b_ih, dx), (*want[:3], want[3]), strict=True):
+    for g, w in zip((grads.w_ih, grads.w_hh, grads.b_ih, dx), want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-    # Without rounding dz_t the gradients differ well beyond that tolerance.
-    assert np.max(np.abs(reference(round_dz=False)[3] - want[3])) > 1e-3
+    # Without the rounding every gradient differs well beyond that tolerance (the bias's too,
+    # through dh).
+    for unrounded, w in zip(reference(lambda a: a), want, strict=True):
+        assert np.max(np.abs(unrounded - w)) > 1e-3

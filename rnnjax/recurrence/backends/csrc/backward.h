@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bf16.h"
+#include "bf16_gradients.h"
 #include "bf16_kernel.h"
 #include "blas.h"
 #include "gate_math.h"
@@ -27,10 +28,11 @@ struct BackwardArgs {
   Shape s;
   int32_t kind;
   bool reverse;
-  // Not kFloat32: the step's product dh += dZ_t @ W_hh^T rounds both operands to bf16 and sums
-  // in float32, as the forward's h @ W_hh (kBf16Kernel with rnnjax's kernel, else float32 GEMMs
-  // of the rounded values); the rest (weight and input gradients, reset-before's d(r * h), the
-  // projection's) stays float32.
+  // Not kFloat32: the products of the cell's two matmuls' transposes, the step's dh += dZ_t @
+  // W_hh^T and the chunk's dW_hh = H^T dZ, dW_ih = X^T dZ, dX = dZ W_ih^T, round both operands
+  // to bf16 and sum in float32, as the forward's h @ W_hh and x @ W_ih (kBf16Kernel with
+  // rnnjax's kernel, else float32 GEMMs of the rounded values); the rest (biases, reset-before's
+  // (r * h) W_hn, the projection's) stays float32 as in the forward.
   int32_t bf16;
   const float *x, *w_ih, *w_hh, *w_hr, *acts, *out, *h0, *prev_c, *d_out, *dh_last, *dc_last;
   const uint8_t* valid;
@@ -142,6 +144,7 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
   const float* w_ih = ih_padded ? shared.w_ih_rows.data() : a.w_ih;
   const int64_t ld_ih = ih_padded ? ldz : GH;
   const int64_t chunks = (s.T + C - 1) / C;
+  RoundedProducts rounded_products(builtin, a.bf16 != kFloat32 ? I : 0, GH, a.w_ih, GH);
   clock.Lap(kSetup);
   for (int64_t ci = chunks - 1; ci >= 0; --ci) {  // the forward's chunks, last first
     const int64_t k = ci * C, m = std::min(C, s.T - k);
@@ -266,8 +269,13 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
     // dW_hh: the entering states' columns, and reset-before's n block from r * h.
     const Range h_cols = before ? Intersect(cols, Range{0, 2 * H}) : cols;
     const Range rh_cols = before ? Intersect(cols, Range{2 * H, GH}) : no_cols;
-    Gemm(true, false, P, h_cols.size(), rows, shared.h_chunk.data(), P, d_hw + h_cols.begin, ldz,
-         1.f, a.dw_hh + h_cols.begin, GH);
+    if (a.bf16 == kFloat32) {
+      Gemm(true, false, P, h_cols.size(), rows, shared.h_chunk.data(), P, d_hw + h_cols.begin,
+           ldz, 1.f, a.dw_hh + h_cols.begin, GH);
+    } else {
+      rounded_products.AddTN(P, h_cols.size(), rows, shared.h_chunk.data(), P,
+                             d_hw + h_cols.begin, ldz, a.dw_hh + h_cols.begin, GH);
+    }
     if (projected) {  // dW_hr += (o * tanh(c))^T dh_P, split by columns of P
       const Range p_cols = Share(P, rank, threads, 1);
       Gemm(true, false, H, p_cols.size(), rows, shared.rh_chunk.data(), H,
@@ -275,12 +283,22 @@ inline void BackwardPart(const BackwardArgs& a, Barrier& barrier, BackwardShared
     }
     Gemm(true, false, H, rh_cols.size(), rows, shared.rh_chunk.data(), H, d_hw + rh_cols.begin, ldz,
          1.f, a.dw_hh + rh_cols.begin, GH);
-    Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, ldz, 1.f,
-         a.dw_ih + cols.begin, GH);
+    if (a.bf16 == kFloat32) {
+      Gemm(true, false, I, cols.size(), rows, x, I, d_proj + cols.begin, ldz, 1.f,
+           a.dw_ih + cols.begin, GH);
+    } else {
+      rounded_products.AddTN(I, cols.size(), rows, x, I, d_proj + cols.begin, ldz,
+                             a.dw_ih + cols.begin, GH);
+    }
     if (a.dx != nullptr) {
       float* dx = s.batch_major ? shared.dx_chunk.data() : a.dx + t_lo * B * I;
-      Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * ldz, ldz, w_ih, ld_ih, 0.f,
-           dx + mine.begin * I, I);
+      if (a.bf16 == kFloat32) {
+        Gemm(false, true, mine.size(), I, GH, d_proj + mine.begin * ldz, ldz, w_ih, ld_ih, 0.f,
+             dx + mine.begin * I, I);
+      } else {
+        rounded_products.TimesWT(mine.size(), d_proj + mine.begin * ldz, ldz, dx + mine.begin * I,
+                                 I);
+      }
       for (int64_t r = mine.begin; s.batch_major && r < mine.end; ++r)
         std::copy_n(dx + r * I, I, a.dx + s.IoRow(t_lo + r / B, r % B) * I);
     }
