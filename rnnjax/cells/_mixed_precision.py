@@ -12,8 +12,8 @@ Through the cell protocol it works on every backend that runs the cell it wraps:
 derivative) and the fused backend (its hand-written backward pass does the large weight-gradient
 matmul in bfloat16 too). The native CPU kernels run a bfloat16 policy over the built-in LSTM, GRU
 and Elman cells: their forward pass rounds the same operands and sums in float32 (the scan also
-rounds each product to bfloat16), their backward pass rounds the per-step product with W_hh
-likewise and computes the weight and input gradients in float32 (``backends._native``). The cuDNN
+rounds each product to bfloat16), their backward pass rounds the operands of the matmuls'
+transposes likewise (``backends._native``). The cuDNN
 kernel computes in float32 only and refuses it.
 """
 

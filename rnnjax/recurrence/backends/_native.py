@@ -25,15 +25,15 @@ the policy defines, with rnnjax's own bf16 GEMM where the CPU has AVX512-BF16
 (``bf16_mode``: the same numbers, as bf16 products are exact in float32); the scan also rounds each
 product's result to bfloat16 (its dots' output dtype), so the two agree to bfloat16's precision,
 not bitwise. The backward kernel differentiates the rounded forward pass with the rounding passed
-straight through: its per-step product ``dh += dZ_t W_hh^T`` rounds both operands to bfloat16 as
-the forward's ``h W_hh`` does, and the weight and input gradients are float32, where the scan's
-matmul cotangents are all bfloat16. The extension is built when the package is installed
-(``setup.py``); where it is missing ``unavailable_reason()`` says why and AUTO keeps the scan.
-Forward-mode differentiation (``jax.jvp``) and second derivatives are not
-defined for it (``_autodiff``: the error says to pass ``backend="scan"``); under ``jax.vmap`` the
-calls run once per vmapped slice; XLA does not partition a custom call, so under a data-parallel
-mesh (``jax.set_mesh``) the calls run under ``jax.shard_map``, each device on its own rows of the
-batch (``_per_device``).
+straight through: the products of the two matmuls' transposes (the step's ``dh += dZ_t W_hh^T``,
+the chunk's ``dW_hh = H^T dZ``, ``dW_ih = X^T dZ``, ``dX = dZ W_ih^T``) round both operands to
+bfloat16 and sum in float32, as the forward does, where the scan's matmul cotangents are
+bfloat16. The extension is built when the package is installed (``setup.py``); where it is
+missing ``unavailable_reason()`` says why and AUTO keeps the scan. Forward-mode
+differentiation (``jax.jvp``) and second derivatives are not defined for it (``_autodiff``: the
+error says to pass ``backend="scan"``); under ``jax.vmap`` the calls run once per vmapped slice;
+XLA does not partition a custom call, so under a data-parallel mesh (``jax.set_mesh``) the calls
+run under ``jax.shard_map``, each device on its own rows of the batch (``_per_device``).
 
 Shapes: T time, B batch, I input, H hidden, G gates, P the state's width (``proj_size``, else H).
 Arrays are time-major.
