@@ -10,6 +10,8 @@ kernels, which keep 5 floats per hidden unit and step), ``rnnjax-scan`` (plain B
 ``lax.scan``), ``rnnjax-remat`` (``remat=True`` on the default backend: on CPU the native kernels
 keep the states entering segments of about sqrt(T) steps and rerun each segment's forward call),
 ``rnnjax-scan-remat`` (the scan with each step recomputed: only the carry is stored per step),
+``rnnjax-bf16`` (the default backend with the cell in a bfloat16 ``MixedPrecisionCell``: on CPU the
+native kernels also hold bf16 copies of the chunk's operands),
 ``flax`` (``nn.RNN`` with ``OptimizedLSTMCell``) and ``torch`` (``nn.LSTM``).
 
 For JAX the compiler's own accounting (``compiled.memory_analysis()``: arguments + outputs +
@@ -28,7 +30,15 @@ import sys
 
 from benchmarks import _report
 
-IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-remat", "rnnjax-scan-remat", "flax", "torch")
+IMPLS = (
+    "rnnjax",
+    "rnnjax-bf16",
+    "rnnjax-scan",
+    "rnnjax-remat",
+    "rnnjax-scan-remat",
+    "flax",
+    "torch",
+)
 GIB = 2**30
 
 
@@ -65,7 +75,12 @@ def _jax_worker(impl, shape, budget):
         import rnnjax
 
         backend = "scan" if impl.startswith("rnnjax-scan") else "auto"
-        layer = rnnjax.LSTM(shape.hidden, remat=impl.endswith("remat"), backend=backend)
+        remat = impl.endswith("remat")
+        if impl == "rnnjax-bf16":
+            cell = rnnjax.cells.MixedPrecisionCell(rnnjax.cells.LSTMCell(shape.hidden))
+            layer = rnnjax.Stack(cell=cell, remat=remat, backend=backend)
+        else:
+            layer = rnnjax.LSTM(shape.hidden, remat=remat, backend=backend)
         params, apply = layer.init(jax.random.key(0), shape.inputs), lambda p, x: layer(p, x)[0]
     step, opt_state = _peers.jax_train_step(apply, params)
     compiled = step.lower(params, opt_state, x, target).compile()
