@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Everything a lent GPU machine is needed for, in one short run: the core, interop and backend
 # tests on the GPU (where layers default to the fused backend with hoisted inputs, and the cuDNN
-# kernel is compared with the plain scan), then the GPU speed table. About 4 minutes on an H200.
+# kernel is compared with the plain scan), then the GPU speed table, then the bfloat16 policy's
+# training step against float32 at issue 17's 64x512x256x1024 on the fused backend. About 6
+# minutes on an H200.
 #
 #   bash benchmarks/gpu_check.sh OUTDIR
 #
 # The GPU machine has JAX, flax, optax and torch but no network: pure-Python wheels that rnnjax
 # and the tests need beyond those are carried in .whl/ (pip download --no-deps -d .whl jaxtyping
 # wadler_lindig pytest pluggy iniconfig pytest-xdist execnet) and installed where missing.
-# TESTS, CELLS, SHAPES and SPEED_TIMEOUT override the defaults (for a quick local smoke run).
+# TESTS, CELLS, SHAPES, SPEED_TIMEOUT, BF16_SHAPE and BF16_TIMEOUT override the defaults (for a
+# quick local smoke run).
 set -uo pipefail
 out=${1:-/tmp/rnnjax-gpu}
 mkdir -p "$out"
@@ -33,3 +36,6 @@ shapes=()
 if [ -n "${SHAPES:-}" ]; then shapes=(--shapes "$SHAPES" --stream-shape "1x1x${SHAPES#*x*x}"); fi
 timeout "${SPEED_TIMEOUT:-280}" python -m benchmarks.speed --gpu --cells "${CELLS:-lstm,gru}" \
   "${shapes[@]}" --repeats 10 --json "$out/speed_gpu.json" 2>&1 | tee "$out/speed.txt"
+timeout "${BF16_TIMEOUT:-150}" python -m benchmarks.mixed_precision \
+  --shape "${BF16_SHAPE:-64,512,256,1024}" --cells "${CELLS:-lstm,gru}" --repeats 10 \
+  --json "$out/mixed_precision_gpu.json" 2>&1 | tee "$out/mixed_precision.txt"
