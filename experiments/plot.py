@@ -1,7 +1,8 @@
 """Learning curves of one or several runs: ``python -m experiments.plot WORKDIR... [--out=F.png]``.
 
 Reads each ``<workdir>/metrics.jsonl`` (the last line of each (split, step) wins, so resumed runs
-plot once) and draws train and eval loss against the step, one colour per run.
+plot once) and draws train and eval loss against the step, one colour per run. ``--table`` also
+prints the eval metric as a Markdown table, one row per evaluated step and one column per run.
 """
 
 import json
@@ -16,6 +17,7 @@ from absl import app, flags  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "PNG path; default <first workdir>/curves.png.")
 _METRIC = flags.DEFINE_string("metric", "loss", "Metric to plot against the step.")
+_TABLE = flags.DEFINE_bool("table", False, "Also print the eval metric as a Markdown table.")
 
 
 def read_metrics(workdir: str) -> dict:
@@ -66,12 +68,29 @@ def plot_runs(workdirs: list, out: str, metric: str = "loss") -> str:
     return out
 
 
+def eval_table(workdirs: list, metric: str = "loss") -> str:
+    """The eval split's ``metric`` as a Markdown table: a row per step, a column per run; a run
+    that did not evaluate at a step shows ``-``."""
+    columns = []
+    for workdir in workdirs:
+        steps, records = read_metrics(workdir).get("eval", ([], []))
+        columns.append({s: r.get(metric) for s, r in zip(steps, records, strict=True)})
+    names = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for step in sorted(set().union(*columns)):
+        cells = ["-" if c.get(step) is None else f"{c[step]:.4f}" for c in columns]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv):
     workdirs = argv[1:]
     if not workdirs:
         raise app.UsageError("usage: python -m experiments.plot WORKDIR... [--out=curves.png]")
     out = _OUT.value or os.path.join(workdirs[0], "curves.png")
     print(plot_runs(workdirs, out, _METRIC.value))
+    if _TABLE.value:
+        print(eval_table(workdirs, _METRIC.value))
 
 
 if __name__ == "__main__":

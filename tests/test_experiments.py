@@ -180,12 +180,14 @@ def test_overrides_change_the_model(tmp_path, corpus):
             "--config.warmup_steps=0",
             "--config.model.cell=gru",
             "--config.model.num_layers=2",
+            "--config.model.precision=bfloat16",
             "--config.data.tbptt=false",
         )
     )
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model"]["cell"] == "gru" and config["model"]["num_layers"] == 2
+    assert config["model"]["precision"] == "bfloat16"
     params = _restore(tmp_path, 2)["params"]
     assert len(params["rnn"]) == 2
     assert params["rnn"][0]["w_ih"].shape == (8, 3 * 16)  # 3 gates of 16 units: a GRU
@@ -232,8 +234,20 @@ def test_bad_configs_and_data_files_raise_what_the_command_prints(tmp_path):
     for field, value, message in [
         ("model.dropout", 1.5, "config.model.dropout must be in [0, 1), got 1.5"),
         ("batch_size", 0, "config.batch_size must be a positive integer, got 0"),
+        (
+            "model.precision",
+            "float16",
+            "config.model.precision must be one of ['float32', 'bfloat16'], got 'float16'",
+        ),
+        (
+            "model.cell",
+            "mingru",
+            "config.model.precision='bfloat16' needs model.kind='rnn' and model.cell in ('rnn', "
+            "'lstm', 'gru'), got kind='rnn', cell='mingru'",
+        ),
     ]:
         config = char_lm.get_config("tiny")
+        config.model.precision = "bfloat16" if field == "model.cell" else "float32"
         config.update_from_flattened_dict({field: value})
         with pytest.raises(config_cli.ConfigError, match=re.escape(message)):
             config_cli.validate(config)
@@ -266,3 +280,12 @@ def test_plot_draws_learning_curves_of_several_runs(tmp_path):
     assert plot.read_metrics(str(tmp_path / "a"))["eval"][0] == [5, 10, 15]
     out = plot.plot_runs([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "c.png"))
     assert pathlib.Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "b" / "metrics.jsonl").write_text(json.dumps(lines[-1]) + "\n")  # step 15 only
+    table = plot.eval_table([str(tmp_path / "a"), str(tmp_path / "b")]).splitlines()
+    assert table == [
+        "| step | a | b |",
+        "|---|---|---|",
+        "| 5 | 0.2000 | - |",
+        "| 10 | 0.1000 | - |",
+        "| 15 | 0.0667 | 0.1333 |",
+    ]

@@ -57,8 +57,31 @@ def test_sample_is_deterministic_in_range_and_follows_a_learned_peak():
     np.testing.assert_array_equal(sample(peaked, jax.random.PRNGKey(1), jnp.array([0]), 6, 1.0), 2)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_bfloat16_rounds_the_recurrent_matmuls_and_streams_as_it_applies(cell):
+    kwargs = dict(vocab_size=11, cell=cell, hidden_size=16, num_layers=2, embed_size=5)
+    exact, mixed = CharLM(**kwargs), CharLM(**kwargs, precision="bfloat16")
+    params = jax.jit(exact.init)(jax.random.PRNGKey(0))
+    assert jax.tree.structure(params) == jax.tree.structure(mixed.init(jax.random.PRNGKey(0)))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 9), 0, 11)
+    want, _ = jax.jit(exact.apply)(params, tokens)
+    logits, _ = jax.jit(mixed.apply)(params, tokens)
+    # bf16 keeps 8 bits of mantissa: the logits move by about 2^-8 of their size, not 0.
+    error = float(jnp.max(jnp.abs(logits - want)))
+    assert 1e-5 < error < 5e-2, error
+    step = jax.jit(mixed.step)
+    states = mixed.stream_state()
+    for t in range(9):
+        states, step_logits = step(params, states, tokens[0, t])
+        np.testing.assert_allclose(step_logits, logits[0, t], rtol=2e-2, atol=2e-2)
+
+
 def test_invalid_configuration_is_rejected():
     with pytest.raises(ValueError, match="cell must be one of"):
         CharLM(vocab_size=5, cell="transformer")
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         CharLM(vocab_size=5, hidden_size=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        CharLM(vocab_size=5, precision="float16")
+    with pytest.raises(ValueError, match="precision='bfloat16' needs cell in"):
+        CharLM(vocab_size=5, cell="mingru", precision="bfloat16")

@@ -34,6 +34,11 @@ Compared in ``benchmarks/rnn_vs_transformer.py``:
       --config.data.path=../shared/data/tinyshakespeare/input.txt.gz \
       --workdir=workdirs/shakespeare_transformer
 
+With the recurrent cell's matmuls in bfloat16 (``--config.model.precision=bfloat16``; state,
+sums and parameters float32): on Tiny Shakespeare the validation curve matches float32's within
+the noise between seeds (final 1.4714 / 1.4691 against 1.4712 / 1.4661) and trains 1.40x faster
+on a Zen 4 EPYC with AVX512-BF16, 2026-12-06 (``experiments/results/char_lm_bf16.md``).
+
 Smoke presets (seconds): `--config=experiments/configs/char_lm.py:tiny` and `:tiny_transformer`.
 """
 
@@ -80,6 +85,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.model.zoneout = 0.0
     c.model.weight_dropout = 0.0
     c.model.num_heads = 4  # transformer only; hidden_size is its width, seq_len its context
+    # bfloat16: the recurrent cells' matmuls in bf16, state and parameters float32 (rnn only).
+    c.model.precision = "float32"
 
     c.data.path = ""  # a text file (plain or .gz); empty: Python's standard library source
     c.data.text = ""  # literal training text, used when path is empty (see hello.py)

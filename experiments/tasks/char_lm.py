@@ -26,6 +26,7 @@ _REGULARISERS = (
     "weight_dropout",
 )
 _KINDS = ("rnn", "transformer")  # model.kind: a recurrent stack or a causal Transformer
+_PRECISIONS = ("float32", "bfloat16")  # model.precision of the recurrent stack's matmuls
 
 
 def validate(config) -> None:
@@ -42,8 +43,16 @@ def validate(config) -> None:
     )
     config_cli.check_choice(config, "model.cell", _CELLS)
     config_cli.check_choice(config, "model.kind", _KINDS)
+    config_cli.check_choice(config, "model.precision", _PRECISIONS)
     if config.model.kind == "transformer":
         _validate_transformer(config)
+    if config.model.precision == "bfloat16" and (
+        config.model.kind != "rnn" or config.model.cell not in ("rnn", "lstm", "gru")
+    ):
+        raise config_cli.ConfigError(
+            "config.model.precision='bfloat16' needs model.kind='rnn' and model.cell in ('rnn', "
+            f"'lstm', 'gru'), got kind={config.model.kind!r}, cell={config.model.cell!r}"
+        )
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
     for name in _REGULARISERS:
         config_cli.check_range(config, f"model.{name}", 0.0, 1.0)
@@ -125,6 +134,7 @@ def build_model(config, corpus: data.CharCorpus) -> CharLM | TransformerLM:
         m.dropout,
         m.unroll,
         **{name: m[name] for name in _REGULARISERS},
+        precision=m.get("precision", "float32"),  # runs saved before the field: float32
     )
 
 

@@ -31,6 +31,9 @@ _LAYERS.update(
     lru=_stack_of(rnnjax.cells.LRUCell, activation="gelu"),  # a linear stack is one filter
 )
 
+_PRECISIONS = ("float32", "bfloat16")
+_MIXED_PRECISION_CELLS = ("rnn", "lstm", "gru")
+
 
 class CharLMParams(NamedTuple):
     """Parameters of ``CharLM``.
@@ -65,6 +68,9 @@ class CharLM:
       input_dropout, recurrent_dropout, output_dropout, zoneout, weight_dropout: the recurrent
         stack's regularisers (``rnnjax.Recurrent``): variational dropout on each layer's inputs
         (the embeddings for the first), state and outputs, zoneout, DropConnect on ``w_hh``.
+      precision: ``"float32"``, or ``"bfloat16"`` for the cells' two matmuls in bf16 with the
+        state, gate math and parameters in float32 (``rnnjax.cells.MixedPrecisionCell``; ``rnn``,
+        ``lstm`` and ``gru`` only). Parameters and checkpoints are the same in both.
     """
 
     vocab_size: int
@@ -79,10 +85,18 @@ class CharLM:
     output_dropout: float = 0.0
     zoneout: float = 0.0
     weight_dropout: float = 0.0
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.cell not in _LAYERS:
             raise ValueError(f"cell must be one of {sorted(_LAYERS)}, got {self.cell!r}")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.precision == "bfloat16" and self.cell not in _MIXED_PRECISION_CELLS:
+            raise ValueError(
+                f"precision='bfloat16' needs cell in {_MIXED_PRECISION_CELLS} (a fusable cell), "
+                f"got cell={self.cell!r}"
+            )
         for name in ("vocab_size", "hidden_size", "num_layers", "embed_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -91,9 +105,7 @@ class CharLM:
     @property
     def layer(self) -> rnnjax.Recurrent:
         """The recurrent stack (between-layer dropout is the layer's own)."""
-        return _LAYERS[self.cell](
-            self.hidden_size,
-            self.num_layers,
+        options = dict(
             dropout=self.dropout,
             unroll=self.unroll,
             input_dropout=self.input_dropout,
@@ -102,6 +114,11 @@ class CharLM:
             zoneout=self.zoneout,
             weight_dropout=self.weight_dropout,
         )
+        layer = _LAYERS[self.cell](self.hidden_size, self.num_layers, **options)
+        if self.precision == "float32":
+            return layer
+        policy = rnnjax.cells.MixedPrecisionCell(layer.cell, jnp.bfloat16)
+        return rnnjax.Stack(cell=policy, num_layers=self.num_layers, **options)
 
     def init(self, key: PRNGKeyArray) -> CharLMParams:
         """Returns parameters: N(0, 1) embeddings, PyTorch-default recurrent and read-out layers."""
