@@ -6,7 +6,7 @@ P projection, D directions, L layers.
 
 from rnnjax import cells, diagnostics, interop
 from rnnjax.cells import LSTMState
-from rnnjax.layers import GRU, LSTM, RNN, Recurrent, Stack
+from rnnjax.layers import GRU, LSTM, RNN, Recurrent, Stack, with_compute_dtype
 from rnnjax.recurrence import Backend, unroll
 
 __version__ = "0.1.0"
@@ -23,4 +23,5 @@ __all__ = [
     "diagnostics",
     "interop",
     "unroll",
+    "with_compute_dtype",
 ]

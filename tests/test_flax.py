@@ -29,6 +29,7 @@ CONFIGS = {
     "lstm_proj_nobias": lambda: rf.LSTM(4, proj_size=3, bias=False),
     "rnn_relu_bi": lambda: rf.RNN(4, bidirectional=True, nonlinearity="relu"),
     "peephole": lambda: rf.Recurrent(PeepholeLSTM(4)),
+    "gru_bf16": lambda: rf.GRU(4, num_layers=2, dtype=jnp.bfloat16),
 }
 
 
@@ -100,6 +101,30 @@ def test_parameter_names_and_init_follow_the_pure_layer():
     assert sorted(fp["l0"]) == ["b", "w_hh", "w_ih", "w_peep"]
     pure = rf.from_flax_params(peep.layer, fp)
     assert type(pure[0]).__name__ == "PeepholeParams"
+
+
+def test_dtype_rounds_the_cells_matmuls_and_keeps_the_parameters():
+    x = jax.random.normal(jax.random.key(2), (B, T, IN))
+    exact, mixed = rf.LSTM(4, num_layers=2), rf.LSTM(4, num_layers=2, dtype=jnp.bfloat16)
+    variables = exact.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(mixed.init(jax.random.key(0), x), variables)
+    assert rf.LSTM(4, dtype=jnp.float32).layer == rnnjax.LSTM(4)
+    cell = mixed.layer.cell
+    assert isinstance(cell, rnnjax.cells.MixedPrecisionCell) and cell.compute_dtype == jnp.bfloat16
+    want, got = exact.apply(variables, x), mixed.apply(variables, x)
+    assert got.dtype == jnp.float32
+    assert 1e-5 < float(jnp.max(jnp.abs(got - want))) < 5e-2  # bf16's 8-bit mantissa, not 0
+    params = rf.from_flax_params(mixed.layer, variables["params"])
+    chex.assert_trees_all_equal(got, mixed.layer(params, x)[0])
+    nnx_model = rf.nnx.LSTM(IN, 4, 2, dtype=jnp.bfloat16, rngs=nnx.Rngs(params=0))
+    nnx.update(nnx_model, variables["params"])
+    chex.assert_trees_all_equal(nnx_model(x), got)
+    for dtype, message in [
+        (jnp.int8, "compute_dtype must be a floating dtype"),
+        ("nonsense", "dtype must be None, float32 or a floating dtype"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            rf.GRU(4, dtype=dtype)
 
 
 def test_torch_lstm_into_flax_in_two_lines():

@@ -220,6 +220,7 @@ class _Stack(_Base):
     remat: bool = False
     hoist_inputs: bool | None = None
     backend: Any = "auto"
+    dtype: Any = None  # the cells' matmuls' dtype (rnnjax.with_compute_dtype); params float32
     deterministic: bool | None = None
     return_state: bool = False
     partition_names: Mapping[str, tuple] | None = None
@@ -235,7 +236,7 @@ class _Stack(_Base):
         own = {f.name for f in dataclasses.fields(self)}
         names = [f.name for f in dataclasses.fields(self._pure) if f.name in own]
         fields = {name: getattr(self, name) for name in names}
-        return self._pure(**fields)
+        return rnnjax.with_compute_dtype(self._pure(**fields), self.dtype)
 
 
 class LSTM(_Stack):
@@ -243,7 +244,9 @@ class LSTM(_Stack):
 
     The attributes are the pure layer's (``hidden_size``, ``num_layers``, ``bidirectional``,
     ``dropout``, ``bias``, ``batch_first``, ``proj_size``, ``forget_bias``, initialisers,
-    ``unroll``, ``remat``, ``hoist_inputs``, ``backend``) and the module options of
+    ``unroll``, ``remat``, ``hoist_inputs``, ``backend``), ``dtype`` (as Flax's: the
+    computation's dtype; ``jnp.bfloat16`` rounds the cells' matmul operands to bf16 and keeps
+    state, sums and parameters float32, ``rnnjax.with_compute_dtype``) and the module options of
     ``Recurrent`` (``deterministic``, ``return_state``, ``partition_names``).
     """
 

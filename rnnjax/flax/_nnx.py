@@ -188,10 +188,11 @@ class _Stack(Recurrent):
         deterministic: bool = False,
         return_state: bool = False,
         partition_names: Mapping[str, tuple] | None = None,
+        dtype=None,
         rngs: nnx.Rngs,
         **options,
     ):
-        layer = self._pure(hidden_size, num_layers, **options)
+        layer = rnnjax.with_compute_dtype(self._pure(hidden_size, num_layers, **options), dtype)
         super().__init__(
             layer,
             input_size,
@@ -207,7 +208,9 @@ class LSTM(_Stack):
 
     As ``torch.nn.LSTM(input_size, hidden_size, num_layers)``; keyword ``options`` go to
     ``rnnjax.LSTM`` (``bidirectional``, ``dropout``, ``batch_first``, ``proj_size``,
-    ``backend``, ...), the rest are ``Recurrent``'s.
+    ``backend``, ...); ``dtype`` is the cells' matmuls' (``jnp.bfloat16``: operands rounded,
+    state, sums and parameters float32; ``rnnjax.with_compute_dtype``); the rest are
+    ``Recurrent``'s.
     """
 
     _pure = rnnjax.LSTM

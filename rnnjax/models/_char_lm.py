@@ -115,10 +115,9 @@ class CharLM:
             weight_dropout=self.weight_dropout,
         )
         layer = _LAYERS[self.cell](self.hidden_size, self.num_layers, **options)
-        if self.precision == "float32":
-            return layer
-        policy = rnnjax.cells.MixedPrecisionCell(layer.cell, jnp.bfloat16)
-        return rnnjax.Stack(cell=policy, num_layers=self.num_layers, **options)
+        return rnnjax.with_compute_dtype(
+            layer, jnp.bfloat16 if self.precision == "bfloat16" else None
+        )
 
     def init(self, key: PRNGKeyArray) -> CharLMParams:
         """Returns parameters: N(0, 1) embeddings, PyTorch-default recurrent and read-out layers."""
