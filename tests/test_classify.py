@@ -114,9 +114,11 @@ def test_bucketed_batches_are_pure_cover_each_epoch_and_bound_padding():
     assert other["inputs"].shape[0] == batch_size
 
 
-def test_trains_predicts_and_reports_the_same_accuracy(tmp_path, sentiment):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_trains_predicts_and_reports_the_same_accuracy(tmp_path, sentiment, precision):
     config = _config(sentiment, num_steps=150, eval_every=1000, checkpoint_every=1000,
-                     learning_rate=0.01, **{"model.hidden_size": 16})  # fmt: skip
+                     learning_rate=0.01, **{"model.hidden_size": 16,
+                                            "model.precision": precision})  # fmt: skip
     final = train.train_and_evaluate(config, str(tmp_path))
     saved = json.loads((tmp_path / "final_eval.json").read_text())
     assert saved["accuracy"] == final["accuracy"] > 0.85, final

@@ -218,6 +218,13 @@ def test_extra_columns_are_scaled_inputs_of_a_direct_forecaster(tmp_path):
     params = model.init(jax.random.PRNGKey(0))
     at = forecast.test_origins(config, d)
     assert forecast.forecast(config, forecast.make_apply(model), params, d, at).shape == (1, 12)
+    config.model.precision = "bfloat16"  # the same parameters, the cells' matmuls rounded
+    mixed = forecast.build_model(config, d)
+    assert isinstance(mixed.layer.cell, rnnjax.cells.MixedPrecisionCell)
+    rounded = forecast.forecast(config, forecast.make_apply(mixed), params, d, at)
+    exact = forecast.forecast(config, forecast.make_apply(model), params, d, at)
+    assert 0 < np.max(np.abs(rounded - exact)) < 0.05 * np.max(np.abs(exact))
+    config.model.precision = "float32"
     config.model.mode = "autoregressive"
     with pytest.raises(config_cli.ConfigError, match="cannot feed back config.data.extra_columns"):
         config_cli.validate(config)

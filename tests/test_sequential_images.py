@@ -217,10 +217,12 @@ def test_train_batches_are_pure_and_shift_only_when_asked(tmp_path):
     assert sorted(epoch.tolist()) == sorted(d.train.labels.tolist())  # steps 0-1: one epoch
 
 
-def test_tiny_preset_learns_through_the_trainer(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_tiny_preset_learns_through_the_trainer(tmp_path, precision):
     images_path, labels_path = _learnable_mnist(tmp_path, 300)
     config = _config(images_path, labels_path, num_steps=60, eval_every=1000,
                      checkpoint_every=1000, learning_rate=0.02)  # fmt: skip
+    config.model.precision = precision
     final = train.train_and_evaluate(config, str(tmp_path / "run"))
     saved = json.loads((tmp_path / "run" / "final_eval.json").read_text())
     assert saved["accuracy"] == final["accuracy"] >= 0.95, final

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import rnnjax
 from experiments import config_cli, train, translate
 from experiments.configs import translate as translate_config
 from experiments.tasks import translate as task
@@ -113,9 +114,21 @@ def test_translate_command_and_its_documented_input_handling(trained, tmp_path, 
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_bfloat16_rounds_the_encoder_and_decoder_cells_and_trains(pairs, tmp_path):
+    config = _config(pairs, num_steps=4, eval_every=1000, checkpoint_every=1000,
+                     **{"model.precision": "bfloat16"})  # fmt: skip
+    model = task.build_model(config, task.load_data(config, str(tmp_path)))
+    for cell in (model.encoder.layer.cell, model.decoder.cell):
+        assert isinstance(cell, rnnjax.cells.MixedPrecisionCell), cell
+    final = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert np.isfinite(final["loss"]), final
+
+
 def test_bad_config_is_one_line(pairs):
     with pytest.raises(config_cli.ConfigError, match="config.model.attention must be one of"):
         config_cli.validate(_config(pairs, **{"model.attention": "luong-dot"}))
+    with pytest.raises(config_cli.ConfigError, match=r"config.model.precision must be one of \["):
+        config_cli.validate(_config(pairs, **{"model.precision": "fp8"}))
     with pytest.raises(config_cli.ConfigError, match="set config.data.path"):
         config_cli.validate(_config(""))
     with pytest.raises(config_cli.ConfigError, match="scheduled_sampling: k of the exponential"):

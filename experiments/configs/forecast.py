@@ -53,6 +53,7 @@ def get_config(preset: str = "sunspots") -> ml_collections.ConfigDict:
 
     c.model.cell = "lstm"  # rnn, lstm or gru
     c.model.hidden_size = 32
+    c.model.precision = "float32"  # or bfloat16: the cells' matmuls (tasks/_precision.py)
     c.model.num_layers = 1
     c.model.mode = "direct"  # or autoregressive
     c.model.head_sizes = ()

@@ -51,6 +51,7 @@ def get_config(preset: str = "rows") -> ml_collections.ConfigDict:
 
     c.model.cell = "lstm"  # rnn, lstm or gru
     c.model.hidden_size = 128
+    c.model.precision = "float32"  # or bfloat16: the cells' matmuls (tasks/_precision.py)
     c.model.num_layers = 2
     c.model.bidirectional = False
     c.model.layer_dropout = 0.1  # between recurrent layers

@@ -41,6 +41,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.model.cell = "lstm"  # rnn, lstm or gru
     c.model.bidirectional = True
     c.model.hidden_size = 256
+    c.model.precision = "float32"  # or bfloat16: the cells' matmuls (tasks/_precision.py)
     c.model.num_layers = 1
     c.model.embed_size = 300
     c.model.pooling = "attention"  # last, mean, max or attention

@@ -49,6 +49,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
 
     c.model.cell = "gru"  # rnn, lstm or gru (encoder layer and decoder cell)
     c.model.hidden_size = 256
+    c.model.precision = "float32"  # or bfloat16: the cells' matmuls (tasks/_precision.py)
     c.model.num_layers = 1
     c.model.bidirectional = True
     c.model.embed_size = 256

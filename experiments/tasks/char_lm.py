@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from experiments import config_cli
+from experiments.tasks import _precision
 from experiments.tasks._files import write_atomically
 from rnnjax import data, training
 from rnnjax.models import CharLM, TransformerLM
@@ -26,7 +27,6 @@ _REGULARISERS = (
     "weight_dropout",
 )
 _KINDS = ("rnn", "transformer")  # model.kind: a recurrent stack or a causal Transformer
-_PRECISIONS = ("float32", "bfloat16")  # model.precision of the recurrent stack's matmuls
 
 
 def validate(config) -> None:
@@ -43,7 +43,7 @@ def validate(config) -> None:
     )
     config_cli.check_choice(config, "model.cell", _CELLS)
     config_cli.check_choice(config, "model.kind", _KINDS)
-    config_cli.check_choice(config, "model.precision", _PRECISIONS)
+    _precision.validate(config)
     if config.model.kind == "transformer":
         _validate_transformer(config)
     if config.model.precision == "bfloat16" and (
@@ -134,7 +134,7 @@ def build_model(config, corpus: data.CharCorpus) -> CharLM | TransformerLM:
         m.dropout,
         m.unroll,
         **{name: m[name] for name in _REGULARISERS},
-        precision=m.get("precision", "float32"),  # runs saved before the field: float32
+        precision="bfloat16" if _precision.compute_dtype(config) else "float32",
     )
 
 

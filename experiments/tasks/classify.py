@@ -15,6 +15,7 @@ import optax
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks import _precision
 from experiments.tasks._files import write_atomically
 from experiments.tasks._metrics import classification_metrics
 from rnnjax import data
@@ -38,6 +39,7 @@ def validate(config) -> None:
         config, "eval_batch_size", "model.hidden_size", "model.num_layers", "model.embed_size"
     )
     config_cli.check_choice(config, "model.cell", tuple(LAYERS))
+    _precision.validate(config)
     config_cli.check_choice(config, "model.pooling", POOLINGS)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
     config_cli.check_range(config, "model.word_dropout", 0.0, 1.0)
@@ -127,6 +129,7 @@ def build_model(config, d: ClassifyData) -> SequenceClassifier:
     layer = LAYERS[m.cell](
         m.hidden_size, m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout
     )
+    layer = _precision.layer(config, layer)
     return SequenceClassifier(
         layer,
         d.num_classes,

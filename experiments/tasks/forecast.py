@@ -18,6 +18,7 @@ import numpy as np
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks import _precision
 from experiments.tasks._files import write_atomically
 from rnnjax import data
 from rnnjax.models import FORECAST_MODES, Forecaster, mae, mase, rmse
@@ -55,6 +56,7 @@ def validate(config) -> None:
         "data.test_size", "data.valid_size", "data.max_ar_order", "data.mase_season", "ensemble",
     )  # fmt: skip
     config_cli.check_choice(config, "model.cell", tuple(LAYERS))
+    _precision.validate(config)
     config_cli.check_choice(config, "model.mode", FORECAST_MODES)
     config_cli.check_range(config, "model.dropout", 0.0, 1.0)
     if not config.data.path:
@@ -180,8 +182,10 @@ def tokens_per_step(config) -> int:
 
 def build_model(config, d: ForecastData) -> Forecaster:
     m = config.model
+    dropout = m.dropout if m.num_layers > 1 else 0.0
+    layer = LAYERS[m.cell](m.hidden_size, m.num_layers, dropout=dropout)
     return Forecaster(
-        LAYERS[m.cell](m.hidden_size, m.num_layers, dropout=m.dropout if m.num_layers > 1 else 0.0),
+        _precision.layer(config, layer),
         input_size(config),
         config.data.horizon,
         mode=m.mode,

@@ -19,6 +19,7 @@ import optax
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks import _precision
 from experiments.tasks._metrics import classification_metrics
 from rnnjax import data
 from rnnjax.models import POOLINGS, SequenceClassifier
@@ -44,6 +45,7 @@ def validate(config) -> None:
         config, "eval_batch_size", "model.hidden_size", "model.num_layers", "data.holdout_every"
     )
     config_cli.check_choice(config, "model.cell", tuple(LAYERS))
+    _precision.validate(config)
     config_cli.check_choice(config, "model.pooling", POOLINGS)
     config_cli.check_choice(config, "data.source", SOURCES)
     config_cli.check_choice(config, "data.order", data.ORDERS)
@@ -116,6 +118,7 @@ def build_model(config, d: ImageData) -> SequenceClassifier:
         recurrent_init=m.recurrent_init,
         **extra,
     )
+    layer = _precision.layer(config, layer)
     features = d.sequences(d.train.images[:1], config.data.order).shape[-1]
     return SequenceClassifier(
         layer,

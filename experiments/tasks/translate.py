@@ -17,6 +17,7 @@ import numpy as np
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks import _precision
 from experiments.tasks import _translation_eval as ev
 from rnnjax import data
 from rnnjax.models import Decoder, Encoder, Seq2Seq, TeacherForcingSchedule, sequence_loss
@@ -49,6 +50,7 @@ def validate(config) -> None:
         "model.num_layers", "model.embed_size", "data.max_words",
     )  # fmt: skip
     config_cli.check_choice(config, "model.cell", tuple(LAYERS))
+    _precision.validate(config)
     config_cli.check_choice(config, "model.attention", ATTENTION)
     config_cli.check_choice(config, "model.luong_score", LUONG_SCORES)
     config_cli.check_choice(config, "model.bridge", rnnjax.models.BRIDGES)
@@ -134,11 +136,12 @@ def build_model(config, d: TranslateData) -> Seq2Seq:
         m.hidden_size, m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout,
         backend=m.backend,
     )  # fmt: skip
+    layer = _precision.layer(config, layer)
     encoder = Encoder(layer, d.source_vocab.size, m.embed_size, dropout=m.dropout)
     attention = {"none": "none", "bahdanau": "bahdanau", "luong": m.luong_score}[m.attention]
     hidden = encoder.output_size if attention == "dot" else m.hidden_size
     decoder = Decoder(
-        CELLS[m.cell](hidden), d.target_vocab.size, m.embed_size,
+        _precision.cell(config, CELLS[m.cell](hidden)), d.target_vocab.size, m.embed_size,
         memory_size=encoder.output_size, summary_size=encoder.summary_size,
         attention=attention, input_feeding=m.input_feeding, bridge=m.bridge, dropout=m.dropout,
     )  # fmt: skip
