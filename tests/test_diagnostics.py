@@ -206,6 +206,22 @@ def test_gru_gate_saturation_matches_numpy():
         np.testing.assert_allclose(got[name]["below"], np.mean(s < 0.01, axis=(0, 2)))
 
 
+def test_gate_diagnostics_see_through_the_bfloat16_policy():
+    layer = rnnjax.with_compute_dtype(rnnjax.LSTM(4, num_layers=2), jnp.bfloat16)
+    params = jax.tree.map(lambda p: 8 * p, layer.init(jax.random.PRNGKey(6), 2))  # saturating
+    x, y = _data(jax.random.PRNGKey(1))
+    out = jax.jit(lambda p: dg.summary(layer, p, x, lambda o: _loss(o, y), points=3))(params)
+    assert {"l0d0/forget_above", "l1d0/input_below"} <= set(out)
+    # The policy's gates are the float32 cell's to bf16's precision: a unit of B x H may cross a
+    # threshold, no more.
+    exact = dg.gate_saturation(rnnjax.cells.LSTMCell(4), params[0], x)
+    mixed = dg.gate_saturation(layer.cell, params[0], x)
+    assert sum(float(jnp.sum(exact[g]["above"] + exact[g]["below"])) for g in exact) > 0
+    for gate, fractions in mixed.items():
+        for side, values in fractions.items():
+            np.testing.assert_allclose(values, exact[gate][side], atol=1 / (x.shape[0] * 4) + 1e-6)
+
+
 def test_summary_names_and_bad_input():
     layer = rnnjax.GRU(3, num_layers=2)
     params = layer.init(jax.random.PRNGKey(0), 2)

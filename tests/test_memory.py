@@ -121,6 +121,13 @@ def test_bad_config_fails_with_one_line(tmp_path):
     with pytest.raises(config_cli.ConfigError, match="chrono_init"):
         config_cli.validate(config)
     config = adding.get_config("tiny")
+    config.model.precision = "half"
+    with pytest.raises(config_cli.ConfigError, match="model.precision must be one of"):
+        config_cli.validate(config)
+    config.model.precision = "bfloat16"
+    layer = memory.build_model(config, None).layer
+    assert isinstance(layer.cell, rnnjax.cells.MixedPrecisionCell)
+    config = adding.get_config("tiny")
     config.diagnostics_every = -1
     with pytest.raises(config_cli.ConfigError, match="diagnostics_every"):
         train.train_and_evaluate(config, str(tmp_path))

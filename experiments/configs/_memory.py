@@ -21,6 +21,7 @@ def memory_config(problem: str, preset: str) -> ml_collections.ConfigDict:
     c.diagnostics_batch = 32
     c.model.cell = "lstm"
     c.model.hidden_size = 128
+    c.model.precision = "float32"  # or bfloat16: the cells' matmuls (tasks/_precision.py)
     c.model.recurrent_init = ""  # "" for the layer's default ("identity" for irnn)
     c.model.forget_bias = ml_collections.config_dict.placeholder(float)
     c.model.chrono_init = 0  # > 0: chrono initialisation of the LSTM biases with this T_max

@@ -22,6 +22,7 @@ import optax
 
 import rnnjax
 from experiments import config_cli
+from experiments.tasks import _precision
 
 _TEST_SEED = 20_150_403  # the test sequences are the same for every run
 COPY_SYMBOLS = 10  # symbols to remember in the copy task
@@ -78,6 +79,7 @@ def validate(config) -> None:
     config_cli.check_positive_ints(config, "data.seq_len", "data.num_test", "model.hidden_size")
     config_cli.check_choice(config, "data.problem", ("adding", "copy"))
     config_cli.check_choice(config, "model.cell", CELLS)
+    _precision.validate(config)
     m = config.model
     if m.chrono_init and (m.chrono_init <= 2 or m.forget_bias is not None or m.cell != "lstm"):
         raise config_cli.ConfigError(
@@ -141,9 +143,10 @@ def tokens_per_step(config) -> int:
 
 def build_model(config, data) -> MemoryModel:
     del data
+    layer = _precision.layer(config, build_layer(config.model))
     if config.data.problem == "adding":
-        return MemoryModel(build_layer(config.model), 2, 1)
-    return MemoryModel(build_layer(config.model), 10, _COPY_CLASSES)
+        return MemoryModel(layer, 2, 1)
+    return MemoryModel(layer, 10, _COPY_CLASSES)
 
 
 def initial_carry(config, model):

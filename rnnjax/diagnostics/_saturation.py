@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._shapes import Array, Float
-from rnnjax.cells import Cell, GRUCell, LSTMCell
+from rnnjax.cells import Cell, GRUCell, LSTMCell, MixedPrecisionCell
 from rnnjax.diagnostics._gradients import hidden_of
 
 
@@ -25,14 +25,22 @@ def _trajectory(cell: Cell, params, x):
     return before, projected, final
 
 
+def gated(cell: Cell) -> LSTMCell | GRUCell | None:
+    """The LSTM or GRU that ``cell`` computes (itself, or under a ``MixedPrecisionCell``)."""
+    inner = cell.cell if isinstance(cell, MixedPrecisionCell) else cell
+    return inner if isinstance(inner, LSTMCell | GRUCell) else None
+
+
 def _sigmoid_gates(cell: Cell, params, before, projected) -> dict:
-    """The named sigmoid gates ``[T, B, H]`` of an LSTM (i, f, o) or GRU (r, z)."""
+    """The named sigmoid gates ``[T, B, H]`` of an LSTM (i, f, o) or GRU (r, z), from the cell's
+    own state matmul (a mixed-precision policy's rounding included)."""
     h = cell.hidden_size
-    if isinstance(cell, LSTMCell):
-        z = projected + before.hidden @ params.w_hh
+    hw = (cell.recurrent_input(before) @ cell.recurrent_weight(params)).astype(projected.dtype)
+    if isinstance(gated(cell), LSTMCell):
+        z = projected + hw
         names = {"input": 0, "forget": 1, "output": 3}  # (i, f, g, o): g is a tanh
         return {name: jax.nn.sigmoid(z[..., k * h : (k + 1) * h]) for name, k in names.items()}
-    z = projected[..., : 2 * h] + before @ params.w_hh[:, : 2 * h]
+    z = projected[..., : 2 * h] + hw[..., : 2 * h]
     return {"reset": jax.nn.sigmoid(z[..., :h]), "update": jax.nn.sigmoid(z[..., h:])}
 
 
@@ -45,7 +53,8 @@ def gate_saturation(
     saturated open is a long memory, one saturated shut a reset at every step.
 
     Args:
-      cell: an ``LSTMCell`` (gates input, forget, output) or ``GRUCell`` (reset, update).
+      cell: an ``LSTMCell`` (gates input, forget, output) or ``GRUCell`` (reset, update), or
+        either under a ``MixedPrecisionCell``.
       params: its parameters.
       x: ``[B, T, I]`` inputs.
       high, low: the thresholds.
@@ -53,7 +62,7 @@ def gate_saturation(
     Returns:
       ``{gate: {"above": [T], "below": [T]}}``, fractions over the batch and the units.
     """
-    if not isinstance(cell, LSTMCell | GRUCell):
+    if gated(cell) is None:
         raise ValueError(f"gate_saturation needs an LSTMCell or GRUCell, got {type(cell).__name__}")
     before, projected, _ = _trajectory(cell, params, x)
     gates = _sigmoid_gates(cell, params, before, projected)

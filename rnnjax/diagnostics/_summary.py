@@ -5,10 +5,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells import GRUCell, LSTMCell
 from rnnjax.diagnostics._dynamics import lyapunov_exponents, spectral_norms, step_jacobians
 from rnnjax.diagnostics._gradients import gradient_norms_through_time, run_stack
-from rnnjax.diagnostics._saturation import gate_saturation, state_norms
+from rnnjax.diagnostics._saturation import gate_saturation, gated, state_norms
 from rnnjax.layers import Recurrent
 
 PROFILE_POINTS = 8  # steps of the gradient profile written as scalars, evenly spaced
@@ -61,7 +60,7 @@ def summary(layer: Recurrent, params, x, loss_fn: Callable, points: int = PROFIL
         norms_t = state_norms(layer.cell, params[index], cell_x)
         out[f"{name}/state_norm_mean"] = jnp.mean(norms_t)
         out[f"{name}/state_norm_last"] = norms_t[-1]
-        if isinstance(layer.cell, LSTMCell | GRUCell):
+        if gated(layer.cell) is not None:
             for gate, fractions in gate_saturation(layer.cell, params[index], cell_x).items():
                 for side, values in fractions.items():
                     out[f"{name}/{gate}_{side}"] = jnp.mean(values)
