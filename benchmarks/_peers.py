@@ -156,14 +156,9 @@ def jax_train_step(apply, params):
 def _rnnjax(cell: str, mode: str, shape: Shape, options: dict):
     import rnnjax
 
-    if options.pop("bf16", False):
-        make = {"lstm": rnnjax.cells.LSTMCell, "gru": rnnjax.cells.GRUCell}
-        make["rnn"] = rnnjax.cells.ElmanCell
-        policy = rnnjax.cells.MixedPrecisionCell(make[cell](shape.hidden))
-        layer = rnnjax.Stack(cell=policy, **options)
-    else:
-        kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.RNN}[cell]
-        layer = kind(shape.hidden, **options)
+    bf16 = options.pop("bf16", False)
+    kind = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.RNN}[cell]
+    layer = rnnjax.with_compute_dtype(kind(shape.hidden, **options), jnp.bfloat16 if bf16 else None)
     params = layer.init(jax.random.key(0), shape.inputs)
     if mode == "stream":
         # One step of one example through the layer with its state carried, as torch's

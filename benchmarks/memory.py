@@ -62,6 +62,7 @@ def _peak_rss_gib() -> float:
 
 def _jax_worker(impl, shape, budget):
     import jax
+    import jax.numpy as jnp
 
     from benchmarks import _peers
 
@@ -75,12 +76,8 @@ def _jax_worker(impl, shape, budget):
         import rnnjax
 
         backend = "scan" if impl.startswith("rnnjax-scan") else "auto"
-        remat = impl.endswith("remat")
-        if impl == "rnnjax-bf16":
-            cell = rnnjax.cells.MixedPrecisionCell(rnnjax.cells.LSTMCell(shape.hidden))
-            layer = rnnjax.Stack(cell=cell, remat=remat, backend=backend)
-        else:
-            layer = rnnjax.LSTM(shape.hidden, remat=remat, backend=backend)
+        layer = rnnjax.LSTM(shape.hidden, remat=impl.endswith("remat"), backend=backend)
+        layer = rnnjax.with_compute_dtype(layer, jnp.bfloat16 if impl == "rnnjax-bf16" else None)
         params, apply = layer.init(jax.random.key(0), shape.inputs), lambda p, x: layer(p, x)[0]
     step, opt_state = _peers.jax_train_step(apply, params)
     compiled = step.lower(params, opt_state, x, target).compile()

@@ -16,9 +16,14 @@ def validate(config) -> None:
     config_cli.check_choice(config, "model.precision", PRECISIONS)
 
 
+def name(config) -> str:
+    """``model.precision``; a run saved before the field reads as float32."""
+    return config.model.get("precision", "float32")
+
+
 def compute_dtype(config):
-    """``jnp.bfloat16`` or None (float32); a run saved before the field reads as float32."""
-    return jnp.bfloat16 if config.model.get("precision", "float32") == "bfloat16" else None
+    """``jnp.bfloat16`` or None (float32)."""
+    return jnp.bfloat16 if name(config) == "bfloat16" else None
 
 
 def layer(config, layer: rnnjax.Recurrent) -> rnnjax.Recurrent:

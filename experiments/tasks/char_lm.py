@@ -134,7 +134,7 @@ def build_model(config, corpus: data.CharCorpus) -> CharLM | TransformerLM:
         m.dropout,
         m.unroll,
         **{name: m[name] for name in _REGULARISERS},
-        precision="bfloat16" if _precision.compute_dtype(config) else "float32",
+        precision=_precision.name(config),
     )
 
 
